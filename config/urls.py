@@ -1,0 +1,24 @@
+"""Top-level URL configuration. API routes live under /api/v1/."""
+
+from django.contrib import admin
+from django.urls import include, path, re_path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from core.exceptions import route_not_found
+from core.health import healthz
+
+urlpatterns = [
+    path("healthz", healthz, name="healthz"),
+    path("admin/", admin.site.urls),
+    path("api/v1/", include("users.api.urls")),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
+    # Last: any other path is a JSON 404, with DEBUG on too (Django's debug 404 is HTML).
+    re_path(r"", route_not_found),
+]
+
+# Every error outside DRF views (unknown routes, CSRF, crashes) gets the API's JSON shape.
+handler400 = "core.exceptions.bad_request"
+handler403 = "core.exceptions.permission_denied"
+handler404 = "core.exceptions.page_not_found"
+handler500 = "core.exceptions.server_error"

@@ -1,0 +1,107 @@
+"""Input validation and output representation for the users API.
+
+Input serializers only validate; the services do the work. Every input serializer is
+strict: a field it does not declare is a 400 naming that field, so a client can never
+set `is_staff` (or anything else) by adding it to a body.
+"""
+
+from collections.abc import Mapping
+from typing import Any
+
+from rest_framework import serializers
+
+from users.models import User
+
+
+class UserSerializer(serializers.ModelSerializer[User]):
+    """The public representation of a user. Never includes the password hash."""
+
+    class Meta:
+        model = User
+        fields = [
+            "id",
+            "email",
+            "display_name",
+            "is_active",
+            "is_staff",
+            "date_joined",
+            "updated_at",
+        ]
+        read_only_fields = fields
+
+
+class StrictSerializer(serializers.Serializer[Any]):
+    """Rejects any input field the serializer does not declare, naming each one."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        """Validate as usual after refusing undeclared fields."""
+        if isinstance(data, Mapping):
+            undeclared = sorted(set(data) - set(self.fields))
+            if undeclared:
+                raise serializers.ValidationError(
+                    {field: ["This field is not allowed."] for field in undeclared}
+                )
+        return super().to_internal_value(data)
+
+
+def _password_field() -> serializers.CharField:
+    """A write-only password input, taken exactly as typed (no trimming)."""
+    return serializers.CharField(
+        max_length=128, write_only=True, trim_whitespace=False, style={"input_type": "password"}
+    )
+
+
+class SignUpSerializer(StrictSerializer):
+    """Sign-up by anyone: the new user is neither staff nor inactive."""
+
+    email = serializers.EmailField(max_length=254)
+    password = _password_field()
+    display_name = serializers.CharField(max_length=150, required=False, allow_blank=True)
+
+
+class StaffUserCreateSerializer(SignUpSerializer):
+    """Creation by staff, who may also set the flags."""
+
+    is_staff = serializers.BooleanField(required=False)
+    is_active = serializers.BooleanField(required=False)
+
+
+class UserUpdateSerializer(StrictSerializer):
+    """What a user may change about themselves."""
+
+    email = serializers.EmailField(max_length=254, required=False)
+    display_name = serializers.CharField(max_length=150, required=False, allow_blank=True)
+
+
+class StaffUserUpdateSerializer(UserUpdateSerializer):
+    """What staff may change about any user."""
+
+    is_active = serializers.BooleanField(required=False)
+    is_staff = serializers.BooleanField(required=False)
+
+
+class PasswordSetSerializer(StrictSerializer):
+    """A new password, as staff set it for another user."""
+
+    password = _password_field()
+
+
+class PasswordChangeSerializer(PasswordSetSerializer):
+    """A new password for oneself, which takes the current one too."""
+
+    current_password = _password_field()
+
+
+class TokenCreateSerializer(StrictSerializer):
+    """Login credentials."""
+
+    email = serializers.EmailField(max_length=254)
+    password = _password_field()
+
+
+class TokenSerializer(serializers.Serializer[Any]):
+    """A freshly issued token: the secret is shown once, with its expiry and its user."""
+
+    token = serializers.CharField()
+    expiry = serializers.DateTimeField(allow_null=True)
+    user = UserSerializer()

@@ -1,0 +1,15 @@
+"""Routes of the users API, mounted under /api/v1/."""
+
+from django.urls import path
+from rest_framework.routers import SimpleRouter
+
+from users.api.views import LogoutView, TokenView, UserViewSet
+
+router = SimpleRouter()
+router.register("users", UserViewSet, basename="user")
+
+urlpatterns = [
+    path("auth/token/", TokenView.as_view(), name="auth-token"),
+    path("auth/logout/", LogoutView.as_view(), name="auth-logout"),
+    *router.urls,
+]

@@ -1,0 +1,203 @@
+"""HTTP endpoints for users and tokens. Each view validates input, calls one service or
+selector, and serializes the result; the rules live in users.services and users.selectors.
+"""
+
+from typing import Any, cast
+from uuid import UUID
+
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
+from knox.models import AuthToken
+from rest_framework import status, viewsets
+from rest_framework.decorators import action
+from rest_framework.exceptions import NotFound
+from rest_framework.permissions import AllowAny, BasePermission, IsAdminUser, IsAuthenticated
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.reverse import reverse
+from rest_framework.serializers import BaseSerializer
+from rest_framework.throttling import BaseThrottle
+from rest_framework.views import APIView
+
+from users import selectors, services
+from users.api.pagination import UserCursorPagination
+from users.api.serializers import (
+    PasswordChangeSerializer,
+    PasswordSetSerializer,
+    SignUpSerializer,
+    StaffUserCreateSerializer,
+    StaffUserUpdateSerializer,
+    TokenCreateSerializer,
+    TokenSerializer,
+    UserSerializer,
+    UserUpdateSerializer,
+)
+from users.api.throttles import LoginEmailThrottle, LoginIPThrottle, SignUpThrottle
+from users.authentication import TokenAuthentication
+from users.models import User
+
+_user_id = OpenApiParameter("id", OpenApiTypes.UUID, OpenApiParameter.PATH)
+
+
+@extend_schema_view(
+    create=extend_schema(
+        request=SignUpSerializer,
+        description="Sign up (anonymous) or create a user (staff, who may also set flags).",
+    ),
+    list=extend_schema(
+        description="Staff only.",
+        parameters=[
+            OpenApiParameter("email", OpenApiTypes.EMAIL),
+            OpenApiParameter("is_active", OpenApiTypes.BOOL),
+            OpenApiParameter("joined_after", OpenApiTypes.DATETIME),
+            OpenApiParameter("joined_before", OpenApiTypes.DATETIME),
+        ],
+    ),
+    retrieve=extend_schema(parameters=[_user_id]),
+    partial_update=extend_schema(
+        parameters=[_user_id],
+        request=UserUpdateSerializer,
+        description="Users change email and display_name; staff may also change flags.",
+    ),
+    destroy=extend_schema(parameters=[_user_id], description="Deactivate (soft delete)."),
+)
+class UserViewSet(viewsets.GenericViewSet[User]):
+    """Users: sign-up, read, change, deactivate; the list is for staff.
+
+    Anyone but staff can reach only their own record: other ids answer 404, never 403,
+    so the API does not confirm which ids exist.
+    """
+
+    serializer_class = UserSerializer
+    pagination_class = UserCursorPagination
+    # Only well-formed UUIDs match the route; anything else is a plain 404.
+    lookup_value_regex = (
+        "[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+    )
+    http_method_names = ["get", "post", "patch", "delete", "head", "options"]
+
+    def get_permissions(self) -> list[BasePermission]:
+        """Sign-up is open; the list is staff only; everything else needs a login."""
+        if self.action == "create":
+            return [AllowAny()]
+        if self.action == "list":
+            return [IsAdminUser()]
+        return [IsAuthenticated()]
+
+    def get_throttles(self) -> list[BaseThrottle]:
+        """Sign-up has its own, tighter limit on top of the defaults."""
+        throttles = super().get_throttles()
+        if self.action == "create":
+            throttles.append(SignUpThrottle())
+        return throttles
+
+    def get_object(self) -> User:
+        """The user in the URL, if the caller may see it; 404 otherwise."""
+        user = selectors.user_get(user_id=UUID(self.kwargs["pk"]), viewer=self._viewer())
+        if user is None:
+            raise NotFound()
+        return user
+
+    def create(self, request: Request) -> Response:
+        """Sign up, or create a user as staff."""
+        input_class = StaffUserCreateSerializer if request.user.is_staff else SignUpSerializer
+        user = services.user_create(**self._validated(input_class, request.data))
+        location = reverse("user-detail", kwargs={"pk": user.pk}, request=request)
+        return Response(
+            UserSerializer(user).data,
+            status=status.HTTP_201_CREATED,
+            headers={"Location": location},
+        )
+
+    def list(self, request: Request) -> Response:
+        """A page of users, filtered, ordered by (date_joined, id)."""
+        users = selectors.user_list(filters=request.query_params)
+        page = self.paginate_queryset(users)
+        return self.get_paginated_response(UserSerializer(page, many=True).data)
+
+    def retrieve(self, request: Request, pk: str) -> Response:
+        """One user."""
+        return Response(UserSerializer(self.get_object()).data)
+
+    def partial_update(self, request: Request, pk: str) -> Response:
+        """Change some fields of a user."""
+        user = self.get_object()
+        input_class = StaffUserUpdateSerializer if request.user.is_staff else UserUpdateSerializer
+        user = services.user_update(user=user, data=self._validated(input_class, request.data))
+        return Response(UserSerializer(user).data)
+
+    def destroy(self, request: Request, pk: str) -> Response:
+        """Deactivate a user; their tokens stop working."""
+        services.user_deactivate(user=self.get_object())
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+    @extend_schema(responses=UserSerializer)
+    @action(detail=False, methods=["get"])
+    def me(self, request: Request) -> Response:
+        """The caller."""
+        return Response(UserSerializer(self._viewer()).data)
+
+    @extend_schema(
+        parameters=[_user_id],
+        request=PasswordChangeSerializer,
+        responses={204: None},
+        description="Change a password. The current password is required for one's own.",
+    )
+    @action(detail=True, methods=["post"])
+    def password(self, request: Request, pk: str) -> Response:
+        """Set a new password; other tokens of the user are revoked."""
+        user = self.get_object()
+        own = user.pk == request.user.pk
+        data = self._validated(
+            PasswordChangeSerializer if own else PasswordSetSerializer, request.data
+        )
+        services.user_set_password(
+            user=user,
+            password=data["password"],
+            current_password=data.get("current_password"),
+            keep_token=request.auth if own and isinstance(request.auth, AuthToken) else None,
+        )
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+    def _viewer(self) -> User:
+        # Only reached behind IsAuthenticated, where the user is never AnonymousUser.
+        return cast(User, self.request.user)
+
+    @staticmethod
+    def _validated(input_class: type[BaseSerializer[Any]], data: Any) -> dict[str, Any]:
+        serializer = input_class(data=data)
+        serializer.is_valid(raise_exception=True)
+        return dict(serializer.validated_data)
+
+
+class TokenView(APIView):
+    """Log in: email and password for a token. Throttled per client IP and per email."""
+
+    authentication_classes: list[type[Any]] = []
+    permission_classes = [AllowAny]
+    throttle_classes = [LoginIPThrottle, LoginEmailThrottle]
+
+    @extend_schema(request=TokenCreateSerializer, responses={200: TokenSerializer})
+    def post(self, request: Request) -> Response:
+        """Issue a token. Only its hash is stored; this response is the only copy."""
+        serializer = TokenCreateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        token, secret = services.auth_token_create(
+            request=request._request, **serializer.validated_data
+        )
+        body = TokenSerializer({"token": secret, "expiry": token.expiry, "user": token.user}).data
+        return Response(body)
+
+
+class LogoutView(APIView):
+    """Log out: revoke the token that authenticated this request."""
+
+    authentication_classes = [TokenAuthentication]
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(request=None, responses={204: None})
+    def post(self, request: Request) -> Response:
+        """Revoke the caller's token."""
+        # TokenAuthentication is this view's only authenticator: auth is its token.
+        services.auth_token_revoke(token=cast(AuthToken, request.auth))
+        return Response(status=status.HTTP_204_NO_CONTENT)

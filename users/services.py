@@ -1,0 +1,162 @@
+"""Writes to users. Every change to a user goes through these functions: API, admin and
+management commands alike.
+
+Each service runs in one transaction. Issue #5 (events) publishes `user.created`,
+`user.updated` and `user.deactivated` to the outbox at the marked `# Event:` lines, inside
+that transaction.
+"""
+
+from typing import Any
+
+from django.contrib.auth import authenticate
+from django.contrib.auth.password_validation import validate_password
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+from django.http import HttpRequest
+from knox.models import AuthToken
+
+from core.exceptions import InvalidCredentials
+from users.models import User, normalize_email
+
+# Every field `user_update` may change. Which of them a caller may touch is decided by
+# the caller's role in the API's input serializers and in the admin's forms.
+UPDATABLE_FIELDS = frozenset({"email", "display_name", "is_active", "is_staff", "is_superuser"})
+
+_EMAIL_TAKEN = ValidationError({"email": "A user with this email already exists."})
+
+
+def user_create(
+    *,
+    email: str,
+    password: str | None,
+    display_name: str = "",
+    is_staff: bool = False,
+    is_superuser: bool = False,
+    is_active: bool = True,
+) -> User:
+    """Create a user. The password is checked by the configured password validators.
+
+    A `None` password creates a user who cannot log in with a password.
+    """
+    user = User(
+        email=normalize_email(email),
+        display_name=display_name,
+        is_staff=is_staff,
+        is_superuser=is_superuser,
+        is_active=is_active,
+    )
+    if password is None:
+        user.set_unusable_password()
+    else:
+        _validate_password(password, user=user)
+        user.set_password(password)
+    user.full_clean()
+    try:
+        with transaction.atomic():
+            user.save(force_insert=True)
+            # Event: user.created
+    except IntegrityError as exc:
+        # Two sign-ups raced past full_clean's uniqueness check; the index decided.
+        raise _EMAIL_TAKEN from exc
+    return user
+
+
+def user_update(*, user: User, data: dict[str, Any]) -> User:
+    """Change the given fields of a user and save only those.
+
+    `data` keys must be in UPDATABLE_FIELDS; callers restrict further by role.
+    Deactivating through here revokes the user's tokens, as `user_deactivate` does.
+    """
+    unknown = set(data) - UPDATABLE_FIELDS
+    if unknown:
+        raise ValidationError(dict.fromkeys(unknown, "This field cannot be changed."))
+    if "email" in data:
+        data = {**data, "email": normalize_email(data["email"])}
+    changed = [field for field, value in data.items() if getattr(user, field) != value]
+    if not changed:
+        return user
+    was_active = user.is_active
+    for field in changed:
+        setattr(user, field, data[field])
+    user.full_clean()
+    try:
+        with transaction.atomic():
+            user.save(update_fields=[*changed, "updated_at"])
+            if was_active and not user.is_active:
+                _revoke_tokens(user=user)
+            # Event: user.deactivated if is_active went to False, else user.updated
+    except IntegrityError as exc:
+        raise _EMAIL_TAKEN from exc
+    return user
+
+
+def user_deactivate(*, user: User) -> User:
+    """Soft-delete a user: mark inactive and revoke every token. Idempotent."""
+    return user_update(user=user, data={"is_active": False})
+
+
+def user_reactivate(*, user: User) -> User:
+    """Let a deactivated user log in again. Idempotent."""
+    return user_update(user=user, data={"is_active": True})
+
+
+def user_set_password(
+    *,
+    user: User,
+    password: str | None,
+    current_password: str | None = None,
+    keep_token: AuthToken | None = None,
+) -> User:
+    """Set a new password and revoke every token except `keep_token`.
+
+    A `None` password disables password login. With `current_password`, the change
+    happens only if it is the user's password.
+    Revoking is what makes a password change lock out whoever had a stolen token; the
+    token of the request that made the change may be kept so the caller stays logged in.
+    """
+    if current_password is not None and not user.check_password(current_password):
+        raise ValidationError({"current_password": "The current password is incorrect."})
+    if password is None:
+        user.set_unusable_password()
+    else:
+        _validate_password(password, user=user)
+        user.set_password(password)
+    with transaction.atomic():
+        user.save(update_fields=["password", "updated_at"])
+        _revoke_tokens(user=user, keep=keep_token)
+        # Event: user.updated
+    return user
+
+
+def auth_token_create(
+    *, request: HttpRequest | None, email: str, password: str
+) -> tuple[AuthToken, str]:
+    """Exchange email and password for a new token; return the token row and its secret.
+
+    The secret is returned once; only its hash is stored. Inactive users and wrong
+    passwords get the same error, so the response does not tell which emails exist.
+    """
+    user = authenticate(request, username=normalize_email(email), password=password)
+    if user is None:
+        raise InvalidCredentials("Unable to log in with the provided credentials.")
+    return AuthToken.objects.create(user=user)
+
+
+def auth_token_revoke(*, token: AuthToken) -> None:
+    """Revoke one token (logout)."""
+    token.delete()
+
+
+def _validate_password(password: str, *, user: User) -> None:
+    """Run the password validators, reporting their messages under the `password` field."""
+    try:
+        validate_password(password, user=user)
+    except ValidationError as exc:
+        raise ValidationError({"password": exc.messages}) from exc
+
+
+def _revoke_tokens(*, user: User, keep: AuthToken | None = None) -> None:
+    tokens = AuthToken.objects.filter(user=user)
+    if keep is not None:
+        tokens = tokens.exclude(pk=keep.pk)
+    tokens.delete()

@@ -1,0 +1,62 @@
+"""users.selectors: reads of users."""
+
+import uuid
+from datetime import timedelta
+
+import pytest
+from django.core.exceptions import ValidationError
+from django.utils import timezone
+
+from users import selectors
+from users.tests.factories import UserFactory
+
+pytestmark = pytest.mark.django_db
+
+
+class TestUserGet:
+    def test_users_see_themselves(self) -> None:
+        user = UserFactory.create()
+        assert selectors.user_get(user_id=user.pk, viewer=user) == user
+
+    def test_users_do_not_see_others_and_no_query_is_made(self, django_assert_num_queries) -> None:
+        user, other = UserFactory.create(), UserFactory.create()
+        with django_assert_num_queries(0):
+            assert selectors.user_get(user_id=other.pk, viewer=user) is None
+
+    def test_staff_see_anyone_and_absent_ids_are_none(self) -> None:
+        staff, other = UserFactory.create(is_staff=True), UserFactory.create()
+        assert selectors.user_get(user_id=other.pk, viewer=staff) == other
+        assert selectors.user_get(user_id=uuid.uuid4(), viewer=staff) is None
+
+
+class TestUserList:
+    def test_orders_by_join_date_then_id(self) -> None:
+        now = timezone.now()
+        late = UserFactory.create(date_joined=now)
+        early = UserFactory.create(date_joined=now - timedelta(days=1))
+        tied = sorted([UserFactory.create(date_joined=now), late], key=lambda u: u.pk)
+
+        assert list(selectors.user_list()) == [early, *tied]
+
+    def test_filters(self) -> None:
+        now = timezone.now()
+        old = UserFactory.create(email="old@example.com", date_joined=now - timedelta(days=10))
+        inactive = UserFactory.create(is_active=False, date_joined=now - timedelta(days=5))
+        new = UserFactory.create(date_joined=now)
+
+        assert list(selectors.user_list(filters={"email": "OLD@example.com"})) == [old]
+        assert list(selectors.user_list(filters={"is_active": "false"})) == [inactive]
+        assert set(selectors.user_list(filters={"is_active": "true"})) == {old, new}
+        after = (now - timedelta(days=6)).isoformat()
+        before = (now - timedelta(days=1)).isoformat()
+        assert list(selectors.user_list(filters={"joined_after": after})) == [inactive, new]
+        assert list(selectors.user_list(filters={"joined_before": before})) == [old, inactive]
+
+    @pytest.mark.parametrize(
+        "filters",
+        [{"is_active": "maybe"}, {"joined_after": "yesterday"}, {"joined_before": "2026-13-01"}],
+    )
+    def test_invalid_filter_values_name_the_filter(self, filters: dict[str, str]) -> None:
+        with pytest.raises(ValidationError) as error:
+            selectors.user_list(filters=filters)
+        assert set(error.value.message_dict) == set(filters)
