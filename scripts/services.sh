@@ -1,0 +1,321 @@
+#!/usr/bin/env bash
+# Disposable backing services for development and tests: PostgreSQL primary,
+# streaming hot-standby replica and Redis, on private ports and data dirs so
+# they never touch the system instances on 5432/6379.
+#
+# Usage: scripts/services.sh up|down|status|env
+#   SERVICES_NAME (dev)  SERVICES_PORT_BASE (25432: primary; replica +1, redis +2)
+#   SERVICES_DIR (/tmp/userservice-services-NAME-BASE)  SERVICES_ENV_FILE (./.services.env)
+set -euo pipefail
+
+SERVICES_NAME=${SERVICES_NAME:-dev}
+SERVICES_PORT_BASE=${SERVICES_PORT_BASE:-25432}
+SERVICES_DIR=${SERVICES_DIR:-/tmp/userservice-services-$SERVICES_NAME-$SERVICES_PORT_BASE}
+SERVICES_ENV_FILE=${SERVICES_ENV_FILE:-.services.env}
+
+log() { printf 'services: %s\n' "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+[[ $SERVICES_PORT_BASE =~ ^[0-9]+$ ]] || die "SERVICES_PORT_BASE must be a number"
+[[ $SERVICES_DIR == /* ]] || die "SERVICES_DIR must be an absolute path"
+
+PRIMARY_PORT=$SERVICES_PORT_BASE
+REPLICA_PORT=$((SERVICES_PORT_BASE + 1))
+REDIS_PORT=$((SERVICES_PORT_BASE + 2))
+PRIMARY_DATA=$SERVICES_DIR/primary
+REPLICA_DATA=$SERVICES_DIR/replica
+SOCKET_DIR=$SERVICES_DIR/sock
+LOG_DIR=$SERVICES_DIR/log
+RUN_DIR=$SERVICES_DIR/run
+REDIS_DIR=$SERVICES_DIR/redis
+DB_NAME=userservice
+FALLBACK_USER=userservice
+PG_BINDIR=""
+PG_USER=""
+
+# The caller's libpq settings must not redirect our tools to another server.
+unset PGHOST PGHOSTADDR PGPORT PGUSER PGDATABASE PGSERVICE PGOPTIONS PGDATA
+# The caller's LANG may not be generated here; PostgreSQL tools warn or fail on it.
+export LC_ALL=C
+
+find_pg_bindir() {
+  local dir="" tool
+  if command -v pg_config >/dev/null 2>&1; then dir=$(pg_config --bindir 2>/dev/null || true); fi
+  if [[ -z $dir || ! -x $dir/initdb ]]; then
+    dir=$(printf '%s\n' /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
+  fi
+  for tool in initdb pg_ctl pg_basebackup psql pg_isready; do [[ -x $dir/$tool ]] || return 1; done
+  PG_BINDIR=$dir
+}
+
+have_redis() { command -v redis-server >/dev/null 2>&1 && command -v redis-cli >/dev/null 2>&1; }
+
+ensure_binaries() {
+  if find_pg_bindir && have_redis; then return 0; fi
+  local install="apt-get install -y --no-install-recommends postgresql redis-server"
+  if [[ $EUID -ne 0 ]] || ! command -v apt-get >/dev/null 2>&1; then
+    log "PostgreSQL/Redis binaries missing; install them with:"
+    log "  sudo apt-get update && sudo DEBIAN_FRONTEND=noninteractive $install"
+    exit 1
+  fi
+  log "installing PostgreSQL and Redis with apt-get"
+  apt-get update >&2
+  DEBIAN_FRONTEND=noninteractive $install >&2
+  if ! find_pg_bindir || ! have_redis; then die "binaries still missing after apt-get install"; fi
+}
+
+# pg_ctl only works as the data owner, so an existing SERVICES_DIR's owner wins
+# over the defaults (e.g. if the postgres user appeared since the last run).
+detect_pg_user() {
+  if [[ $EUID -ne 0 ]]; then PG_USER=$(id -un)
+  elif [[ -d $SERVICES_DIR && $(stat -c %U "$SERVICES_DIR") != root ]]; then PG_USER=$(stat -c %U "$SERVICES_DIR")
+  elif id -u postgres >/dev/null 2>&1; then PG_USER=postgres
+  else PG_USER=$FALLBACK_USER
+  fi
+}
+
+ensure_pg_user_exists() {
+  if [[ $EUID -ne 0 ]] || id -u "$PG_USER" >/dev/null 2>&1; then return 0; fi
+  log "creating system user $PG_USER (PostgreSQL refuses to run as root)"
+  useradd --system --no-create-home --shell /usr/sbin/nologin "$PG_USER"
+}
+
+# PostgreSQL refuses to run as root, so root drops to PG_USER. `cd /` spares the
+# tools a cwd they cannot read (e.g. a repo under /root).
+as_pg_user() {
+  if [[ $EUID -eq 0 ]]; then (cd / && runuser -u "$PG_USER" -- "$@"); else (cd / && "$@"); fi
+}
+
+prepare_dirs() {
+  mkdir -p "$SERVICES_DIR" "$SOCKET_DIR" "$LOG_DIR" "$RUN_DIR" "$REDIS_DIR"
+  if [[ $EUID -eq 0 ]]; then chown "$PG_USER:" "$SERVICES_DIR" "$SOCKET_DIR" "$LOG_DIR" "$RUN_DIR" "$REDIS_DIR"; fi
+  as_pg_user test -w "$SERVICES_DIR" || die "$PG_USER cannot write $SERVICES_DIR (parent dir not traversable?)"
+}
+
+# Bounded polling instead of fixed sleeps: fast when things are quick, finite when not.
+wait_for() { # seconds description command...
+  local deadline=$((SECONDS + $1)) what=$2
+  shift 2
+  until "$@" >/dev/null 2>&1; do
+    ((SECONDS < deadline)) || { log "timed out waiting for $what"; return 1; }
+    sleep 0.25
+  done
+}
+
+pg_ready() { [[ -n $PG_BINDIR ]] && "$PG_BINDIR/pg_isready" -q -h 127.0.0.1 -p "$1" -t 3; }
+
+pg_query() { # port database sql
+  "$PG_BINDIR/psql" -X -q -A -t -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$1" -U postgres -d "$2" -c "$3"
+}
+
+# Another instance sharing our port must not be silently adopted as ours.
+pg_up_here() { # port datadir name
+  pg_ready "$1" || return 1
+  [[ $(realpath -m "$(pg_query "$1" postgres 'SHOW data_directory' 2>/dev/null)") == "$(realpath -m "$2")" ]] \
+    || die "port $1 is served by something other than our $3; pick another SERVICES_PORT_BASE"
+}
+
+# The postmaster's cwd is its data dir; that tells our server apart from an
+# unrelated process that reused a PID recorded in a crashed run's postmaster.pid.
+our_postmaster_pid() { # datadir
+  local pid
+  pid=$(head -n 1 "$1/postmaster.pid" 2>/dev/null) || return 1
+  [[ $pid =~ ^[0-9]+$ && $(readlink "/proc/$pid/cwd" 2>/dev/null) == "$(realpath -m "$1")" ]] || return 1
+  echo "$pid"
+}
+
+# A killed postmaster lingers as a zombie until reaped, and its children (cwd =
+# data dir) exit a moment later; a new postmaster refuses to start while either
+# remains. A live unrelated process that reused the PID does not count.
+pg_procs_gone() { # datadir pid...
+  local dir cwd pid
+  dir=$(realpath -m "$1")
+  shift
+  for pid; do ! grep -qsE '^State:\s+[ZX]' "/proc/$pid/status" || return 1; done
+  for cwd in /proc/[0-9]*/cwd; do [[ $(readlink "$cwd" 2>/dev/null) != "$dir" ]] || return 1; done
+}
+
+pid_gone() { ! kill -0 "$1" 2>/dev/null; }
+
+# For a PID verified as ours, "gone" is exact; the zombie test in pg_procs_gone
+# has a brief blind spot while a killed process is still tearing down.
+kill_postmaster() { # pid name
+  kill -KILL "$1" 2>/dev/null || true
+  wait_for 15 "$2 (pid $1) to exit" pid_gone "$1" || die "$2 (pid $1) would not die"
+}
+
+# Both lock files name the old postmaster; the new one checks both.
+wait_pg_gone() { # datadir port name
+  local pids
+  pids=$(head -q -n 1 "$1/postmaster.pid" "$SOCKET_DIR/.s.PGSQL.$2.lock" 2>/dev/null | grep -E '^[0-9]+$' || true)
+  # shellcheck disable=SC2086 # one word per PID
+  wait_for 15 "old $3 processes to exit" pg_procs_gone "$1" $pids || die "old $3 processes linger"
+}
+
+write_pg_config() { # datadir port name
+  # Appended, so these win over initdb's (or the cloned primary's) defaults. The
+  # logging collector keeps logs in SERVICES_DIR even after a bare 'pg_ctl start'.
+  local settings=(
+    "listen_addresses = '127.0.0.1'" "port = $2" "unix_socket_directories = '$SOCKET_DIR'"
+    "wal_level = replica" "max_wal_senders = 10" "max_replication_slots = 10" "wal_keep_size = '256MB'"
+    "hot_standby = on" "hot_standby_feedback = on" "max_connections = 200" "shared_buffers = 128MB"
+    "fsync = off" "full_page_writes = off" "synchronous_commit = off"
+    "logging_collector = on" "log_directory = '$LOG_DIR'" "log_filename = '$3.log'"
+  )
+  printf '%s\n' "" "# ---- added by scripts/services.sh ----" "${settings[@]}" >>"$1/postgresql.conf"
+}
+
+init_primary() {
+  # A new primary has a new system identifier, so any old replica is useless.
+  rm -rf -- "$PRIMARY_DATA" "$REPLICA_DATA" "$RUN_DIR/primary.ready" "$RUN_DIR/replica.ready"
+  log "initialising primary in $PRIMARY_DATA"
+  as_pg_user "$PG_BINDIR/initdb" -D "$PRIMARY_DATA" -U postgres --auth=trust -E UTF8 --locale=C --no-sync \
+    >"$LOG_DIR/initdb.log" 2>&1 || { tail -n 20 "$LOG_DIR/initdb.log" >&2; die "initdb failed"; }
+  write_pg_config "$PRIMARY_DATA" "$PRIMARY_PORT" primary
+  # Disposable cluster listening on 127.0.0.1 only: trust everything.
+  printf '%s\n' "local all all trust" "host all all 127.0.0.1/32 trust" "host all all ::1/128 trust" \
+    "local replication all trust" "host replication all 127.0.0.1/32 trust" "host replication all ::1/128 trust" \
+    >"$PRIMARY_DATA/pg_hba.conf"
+  # Marker last: a run killed mid-initdb leaves no marker and gets a clean re-init.
+  touch "$RUN_DIR/primary.ready"
+}
+
+init_replica() {
+  rm -rf -- "$REPLICA_DATA" "$RUN_DIR/replica.ready"
+  log "cloning replica into $REPLICA_DATA"
+  as_pg_user "$PG_BINDIR/pg_basebackup" -h 127.0.0.1 -p "$PRIMARY_PORT" -U postgres -D "$REPLICA_DATA" \
+    -R -X stream -c fast --no-sync >"$LOG_DIR/basebackup.log" 2>&1 \
+    || { tail -n 20 "$LOG_DIR/basebackup.log" >&2; die "pg_basebackup failed"; }
+  write_pg_config "$REPLICA_DATA" "$REPLICA_PORT" replica
+  touch "$RUN_DIR/replica.ready"
+}
+
+start_pg() { # datadir port name
+  local pid
+  if pid=$(our_postmaster_pid "$1"); then
+    # Alive but not answering: wedged by an earlier run. It is disposable, and
+    # a polite pg_ctl stop could hang on it.
+    log "killing unresponsive $3 (pid $pid)"
+    kill_postmaster "$pid" "$3"
+  fi
+  wait_pg_gone "$1" "$2" "$3"
+  rm -f -- "$1/postmaster.pid" # whatever wrote it is gone, so it is stale
+  log "starting $3 on 127.0.0.1:$2"
+  as_pg_user "$PG_BINDIR/pg_ctl" -D "$1" -l "$LOG_DIR/$3-startup.log" -w -t 60 start >/dev/null 2>&1 || {
+    tail -n 20 "$LOG_DIR/$3-startup.log" "$LOG_DIR/$3.log" >&2 2>/dev/null || true
+    die "$3 failed to start (port $2 taken?)"
+  }
+}
+
+stop_pg() { # datadir port name
+  local pid
+  pid=$(our_postmaster_pid "$1") || return 0
+  log "stopping $3"
+  if [[ -n $PG_BINDIR ]]; then
+    as_pg_user "$PG_BINDIR/pg_ctl" -D "$1" -m fast -w -t 20 stop >/dev/null 2>&1 && return 0
+    as_pg_user "$PG_BINDIR/pg_ctl" -D "$1" -m immediate -w -t 10 stop >/dev/null 2>&1 && return 0
+  fi
+  kill_postmaster "$pid" "$3"
+  wait_pg_gone "$1" "$2" "$3"
+}
+
+ensure_database() {
+  [[ $(pg_query "$PRIMARY_PORT" postgres "SELECT 1 FROM pg_database WHERE datname = '$DB_NAME'") == 1 ]] && return 0
+  log "creating database $DB_NAME"
+  pg_query "$PRIMARY_PORT" postgres "CREATE DATABASE $DB_NAME OWNER postgres"
+}
+
+replica_in_recovery() { [[ $(pg_query "$REPLICA_PORT" postgres 'SELECT pg_is_in_recovery()') == t ]]; }
+primary_streaming() {
+  [[ $(pg_query "$PRIMARY_PORT" postgres "SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'") -ge 1 ]]
+}
+
+redis_cli() { redis-cli -h 127.0.0.1 -p "$REDIS_PORT" "$@" 2>/dev/null; }
+redis_alive() { [[ $(redis_cli ping) == PONG ]]; }
+redis_gone() { ! redis_alive; }
+redis_ours() { [[ $(redis_cli config get dir | tail -n 1) == "$(realpath -m "$REDIS_DIR")" ]]; }
+redis_up_here() {
+  redis_alive || return 1
+  redis_ours || die "port $REDIS_PORT is served by something other than our redis; pick another SERVICES_PORT_BASE"
+}
+
+start_redis() {
+  log "starting redis on 127.0.0.1:$REDIS_PORT"
+  as_pg_user "$(command -v redis-server)" --port "$REDIS_PORT" --bind 127.0.0.1 --daemonize yes \
+    --save "" --appendonly no --dir "$REDIS_DIR" --pidfile "$RUN_DIR/redis.pid" --logfile "$LOG_DIR/redis.log" >/dev/null
+  wait_for 15 "redis to answer PING" redis_alive || { tail -n 20 "$LOG_DIR/redis.log" >&2; die "redis failed to start"; }
+}
+
+write_env_file() {
+  {
+    echo "DATABASE_URL=postgres://postgres@127.0.0.1:$PRIMARY_PORT/$DB_NAME"
+    echo "DATABASE_REPLICA_URLS=postgres://postgres@127.0.0.1:$REPLICA_PORT/$DB_NAME"
+    echo "REDIS_URL=redis://127.0.0.1:$REDIS_PORT/0"
+    echo "CELERY_BROKER_URL=redis://127.0.0.1:$REDIS_PORT/1"
+    printf '%s=%q\n' SERVICES_DIR "$SERVICES_DIR" PG_BINDIR "$PG_BINDIR" \
+      SERVICES_PRIMARY_DATA "$PRIMARY_DATA" SERVICES_REPLICA_DATA "$REPLICA_DATA" SERVICES_PG_USER "$PG_USER"
+  } >"$SERVICES_ENV_FILE"
+  cat "$SERVICES_ENV_FILE"
+}
+
+cmd_up() {
+  ensure_binaries
+  detect_pg_user
+  ensure_pg_user_exists
+  prepare_dirs
+  local fresh_primary=false
+  if pg_up_here "$PRIMARY_PORT" "$PRIMARY_DATA" primary; then
+    log "primary already running on 127.0.0.1:$PRIMARY_PORT"
+  else
+    if [[ ! -f $RUN_DIR/primary.ready ]]; then init_primary; fresh_primary=true; fi
+    start_pg "$PRIMARY_DATA" "$PRIMARY_PORT" primary
+  fi
+  ensure_database
+  if pg_up_here "$REPLICA_PORT" "$REPLICA_DATA" replica; then
+    log "replica already running on 127.0.0.1:$REPLICA_PORT"
+  else
+    if $fresh_primary || [[ ! -f $RUN_DIR/replica.ready ]]; then init_replica; fi
+    start_pg "$REPLICA_DATA" "$REPLICA_PORT" replica
+  fi
+  wait_for 30 "replica to be in recovery" replica_in_recovery || die "replica is not a standby; see $LOG_DIR/replica.log"
+  wait_for 30 "primary to report a streaming replica" primary_streaming \
+    || die "replica is not streaming; see $LOG_DIR/replica.log (or run 'down' then 'up')"
+  if redis_up_here; then log "redis already running on 127.0.0.1:$REDIS_PORT"; else start_redis; fi
+  write_env_file
+}
+
+cmd_down() {
+  find_pg_bindir || true
+  detect_pg_user
+  stop_pg "$REPLICA_DATA" "$REPLICA_PORT" replica
+  stop_pg "$PRIMARY_DATA" "$PRIMARY_PORT" primary
+  if redis_alive && redis_ours; then
+    log "stopping redis"
+    redis_cli shutdown nosave >/dev/null || true
+    wait_for 10 "redis to exit" redis_gone || true
+  fi
+  rm -rf -- "$SERVICES_DIR"
+  rm -f -- "$SERVICES_ENV_FILE"
+  log "down: $SERVICES_DIR removed"
+}
+
+report() { # label port check-command...
+  local label=$1 port=$2
+  shift 2
+  if "$@"; then echo "$label 127.0.0.1:$port running"; else echo "$label 127.0.0.1:$port not running"; fi
+}
+
+cmd_status() {
+  find_pg_bindir || true
+  report postgres-primary "$PRIMARY_PORT" pg_ready "$PRIMARY_PORT"
+  report postgres-replica "$REPLICA_PORT" pg_ready "$REPLICA_PORT"
+  report redis "$REDIS_PORT" redis_alive
+}
+
+case ${1:-} in
+  up) cmd_up ;;
+  down) cmd_down ;;
+  status) cmd_status ;;
+  env) find_pg_bindir || true; detect_pg_user; write_env_file ;;
+  *) die "usage: $0 up|down|status|env" ;;
+esac
