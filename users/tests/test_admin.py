@@ -20,7 +20,7 @@ def admin_client_() -> Client:
     return client
 
 
-def change_form_data(user: User, **overrides: object) -> dict:
+def change_form_data(user: User, **overrides: str) -> dict[str, str]:
     data = {
         "email": user.email,
         "display_name": user.display_name,
