@@ -3,7 +3,10 @@
 from typing import Any
 
 from django.utils.translation import gettext_lazy as _
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from drf_spectacular.plumbing import build_bearer_security_scheme_object
 from knox import auth as knox_auth
+from knox.settings import knox_settings
 from rest_framework import exceptions
 
 
@@ -21,3 +24,16 @@ class TokenAuthentication(knox_auth.TokenAuthentication):
         except UnicodeDecodeError as exc:
             raise exceptions.AuthenticationFailed(_("Invalid token.")) from exc
         return super().authenticate_credentials(token)
+
+
+class TokenScheme(OpenApiAuthenticationExtension):
+    """Describes TokenAuthentication in the OpenAPI schema as a bearer token."""
+
+    target_class = "users.authentication.TokenAuthentication"
+    name = "bearerToken"
+
+    def get_security_definition(self, auto_schema: Any) -> dict[str, Any]:
+        """`Authorization: Bearer <token>`."""
+        return build_bearer_security_scheme_object(
+            header_name="Authorization", token_prefix=knox_settings.AUTH_HEADER_PREFIX
+        )
