@@ -12,7 +12,8 @@ DEV := $(VENV)/.dev-installed
 # `make run` and `make superuser`: SQLite, in-process cache, tasks run in-process.
 EMBEDDED := DJANGO_DEBUG=true
 # `make test` uses its own instance of the services, apart from `make services-up`'s.
-TEST_SERVICES := SERVICES_NAME=test SERVICES_PORT_BASE=26432 SERVICES_ENV_FILE=.services.test.env
+TEST_PORT_BASE ?= 26432
+TEST_SERVICES := SERVICES_NAME=test SERVICES_PORT_BASE=$(TEST_PORT_BASE) SERVICES_ENV_FILE=.services.test.env
 # `make serve`: production settings, on plain HTTP on loopback.
 SERVE_ENV := DJANGO_DEBUG=false DJANGO_SECURE_SSL_REDIRECT=false DJANGO_SECURE_COOKIES=false
 

@@ -2,6 +2,7 @@
 
 import pytest
 import yaml
+from django.core.management import call_command
 from django.test import Client
 from openapi_spec_validator import validate
 
@@ -31,3 +32,7 @@ def test_docs_page_is_served_without_a_cdn() -> None:
     assert "/static/drf_spectacular_sidecar/" in page
     assert "cdn." not in page
     assert "unpkg" not in page
+
+
+def test_schema_generates_without_warnings(tmp_path) -> None:
+    call_command("spectacular", "--fail-on-warn", "--validate", "--file", str(tmp_path / "s.yaml"))
