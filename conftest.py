@@ -2,6 +2,7 @@
 
 import os
 from collections.abc import Callable, Iterator
+from typing import Any, cast
 
 import pytest
 from django.core.cache import cache
@@ -88,3 +89,68 @@ def pytest_configure(config: pytest.Config) -> None:
         **settings.STORAGES,
         "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
     }
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(django_test_environment: None, django_db_blocker: Any) -> Iterator[None]:
+    """Create the test database on the primary only; the replicas receive it by streaming.
+
+    Django's test setup would either try to create it on each replica (a read-only
+    standby refuses) or, with TEST MIRROR, point the replica aliases at the primary, and
+    then no test would ever read from a real replica.
+    """
+    from django.conf import settings
+    from django.db import connections
+    from django.test.utils import setup_databases, teardown_databases
+
+    with django_db_blocker.unblock():
+        # django-stubs types `aliases` as a Mapping; Django takes any collection of names.
+        config = setup_databases(verbosity=0, interactive=False, aliases={"default"})  # type: ignore[arg-type]
+        test_name = connections["default"].settings_dict["NAME"]
+        for alias in settings.REPLICA_DATABASES:
+            connections[alias].settings_dict["NAME"] = test_name
+        wait_for_replicas()
+    yield
+    with django_db_blocker.unblock():
+        for alias in settings.REPLICA_DATABASES:
+            connections[alias].close()
+            cast(Any, connections[alias]).close_pool()
+        teardown_databases(config, verbosity=0)
+
+
+def wait_for_replicas(timeout: float = 30.0) -> None:
+    """Block until every replica has replayed all the primary has written so far."""
+    import time
+
+    from django.conf import settings
+    from django.db import connections
+
+    if not settings.REPLICA_DATABASES:
+        return
+    with connections["default"].cursor() as cursor:
+        cursor.execute("SELECT pg_current_wal_insert_lsn()::text")
+        (target,) = cursor.fetchone()
+    deadline = time.monotonic() + timeout
+    for alias in settings.REPLICA_DATABASES:
+        replayed = False
+        while not replayed:
+            try:
+                with connections[alias].cursor() as cursor:
+                    cursor.execute("SELECT pg_last_wal_replay_lsn() >= %s::pg_lsn", [target])
+                    (replayed,) = cursor.fetchone()
+            except Exception:
+                connections[alias].close()
+                if time.monotonic() > deadline:
+                    raise
+            if not replayed:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{alias} did not catch up with the primary")
+                time.sleep(0.05)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_routing_state() -> None:
+    """Each test starts with no read pin, whatever the previous test wrote."""
+    from core import db_router
+
+    db_router.reset()

@@ -40,6 +40,7 @@ INSTALLED_APPS = [
     "django_filters",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "django_prometheus",
     "core",
     "users",
     "events",
@@ -49,6 +50,7 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "core.middleware.RequestBodyLimitMiddleware",
+    "core.middleware.ReplicaPinMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -80,24 +82,58 @@ TEMPLATES = [
 
 # Empty counts as unset, so `DATABASE_URL=` in an env file means the embedded default.
 DATABASE_URL = env.str("DATABASE_URL", default="") or f"sqlite:///{BASE_DIR / 'db.sqlite3'}"
-DATABASES = {"default": env.db_url_config(DATABASE_URL)}
-if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
-    # psycopg 3's pool replaces persistent connections; Django requires CONN_MAX_AGE 0 with it
-    # and already checks each connection on borrow, so one that died idle is never handed out.
-    DATABASES["default"]["CONN_MAX_AGE"] = 0
-    DATABASES["default"]["OPTIONS"] = {
-        "pool": {
-            "min_size": env.int("DATABASE_POOL_MIN_SIZE", default=1),
-            "max_size": env.int("DATABASE_POOL_MAX_SIZE", default=10),
-            "timeout": env.float("DATABASE_POOL_TIMEOUT", default=5.0),
-        },
-    }
 
-# Read replicas are parsed here and routed by the database router (issue #3).
+
+def _database(url: str, *, pool_timeout: float) -> dict:
+    config = env.db_url_config(url)
+    if config["ENGINE"] == "django.db.backends.postgresql":
+        # django-prometheus's wrapper of the same backend counts queries by alias.
+        config["ENGINE"] = "django_prometheus.db.backends.postgresql"
+        # psycopg 3's pool replaces persistent connections; Django requires CONN_MAX_AGE 0
+        # with it and checks each connection on borrow, so a dead one is never handed out.
+        config["CONN_MAX_AGE"] = 0
+        config["OPTIONS"] = {
+            # Names our connections in pg_stat_activity, for operators and tests alike.
+            "application_name": env.str("DATABASE_APPLICATION_NAME", default="userservice"),
+            "pool": {
+                "min_size": env.int("DATABASE_POOL_MIN_SIZE", default=1),
+                "max_size": env.int("DATABASE_POOL_MAX_SIZE", default=10),
+                # A request waits this long for a connection, then gets a 503.
+                "timeout": pool_timeout,
+            },
+        }
+    return config
+
+
+DATABASES = {
+    "default": _database(DATABASE_URL, pool_timeout=env.float("DATABASE_POOL_TIMEOUT", default=5.0))
+}
+
+# Read replicas: aliases replica_0, replica_1, ... Reads are routed by core.db_router;
+# with none configured every query uses the primary.
 DATABASE_REPLICA_URLS = env.list("DATABASE_REPLICA_URLS", default=[])
+REPLICA_DATABASES = [f"replica_{index}" for index in range(len(DATABASE_REPLICA_URLS))]
+for _alias, _url in zip(REPLICA_DATABASES, DATABASE_REPLICA_URLS, strict=True):
+    # Short: reads fall back to the primary rather than queue behind a struggling replica.
+    DATABASES[_alias] = _database(
+        _url, pool_timeout=env.float("DATABASE_REPLICA_POOL_TIMEOUT", default=1.0)
+    )
+DATABASE_ROUTERS = ["core.db_router.ReplicaRouter"]
+
+# A client's reads stay on the primary this long after its write. It must outlast the worst
+# lag a replica can have while still admitted (max lag plus one check interval).
+REPLICA_PIN_SECONDS = env.float("REPLICA_PIN_SECONDS", default=15.0)
+REPLICA_MAX_LAG_SECONDS = env.float("REPLICA_MAX_LAG_SECONDS", default=5.0)
+REPLICA_CHECK_INTERVAL = env.float("REPLICA_CHECK_INTERVAL", default=2.0)
+REPLICA_CONNECT_TIMEOUT = env.int("REPLICA_CONNECT_TIMEOUT", default=1)
+if REPLICA_PIN_SECONDS <= REPLICA_MAX_LAG_SECONDS + REPLICA_CHECK_INTERVAL:
+    raise ImproperlyConfigured(
+        "REPLICA_PIN_SECONDS must exceed REPLICA_MAX_LAG_SECONDS + REPLICA_CHECK_INTERVAL."
+    )
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTH_USER_MODEL = "users.User"
+AUTHENTICATION_BACKENDS = ["users.authentication.PrimaryModelBackend"]
 
 # --- Cache --------------------------------------------------------------------------
 
@@ -192,6 +228,9 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
 }
+
+# Scrapes of /metrics need `Authorization: Bearer <this>`; empty: loopback clients only.
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
 
 # Request bodies larger than this are refused with 413 before any parsing.
 MAX_REQUEST_BODY_BYTES = env.int("MAX_REQUEST_BODY_BYTES", default=1024 * 1024)

@@ -6,9 +6,11 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from core.exceptions import route_not_found
 from core.health import healthz
+from core.metrics import metrics
 
 urlpatterns = [
     path("healthz", healthz, name="healthz"),
+    path("metrics", metrics, name="metrics"),
     path("admin/", admin.site.urls),
     path("api/v1/", include("users.api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),

@@ -132,6 +132,17 @@ def page_not_found(request: HttpRequest, exception: Exception) -> JsonResponse:
     return error_response(status=404, code="not_found", message="Not found.")
 
 
+def database_unavailable() -> JsonResponse:
+    """503 for a request the database cannot serve now (primary down, pool exhausted)."""
+    response = error_response(
+        status=503,
+        code="service_unavailable",
+        message="The database is unavailable; try again shortly.",
+    )
+    response["Retry-After"] = "1"
+    return response
+
+
 def route_not_found(request: HttpRequest) -> JsonResponse:
     """The catch-all route: the same answer as handler404."""
     return page_not_found(request, Http404())

@@ -3,9 +3,13 @@
 from collections.abc import Callable
 
 from django.conf import settings
+from django.db import InterfaceError, OperationalError, connections
 from django.http import HttpRequest, HttpResponse
 
-from core.exceptions import error_response
+from core import db_router
+from core.exceptions import database_unavailable, error_response
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 class RequestBodyLimitMiddleware:
@@ -34,3 +38,73 @@ class RequestBodyLimitMiddleware:
                 message=f"Request body exceeds {settings.MAX_REQUEST_BODY_BYTES} bytes.",
             )
         return self.get_response(request)
+
+
+class ReplicaPinMiddleware:
+    """Read-your-writes across requests, and a second chance for reads a replica failed.
+
+    - A request that writes gets a signed pin back, as a cookie (browsers) and in the
+      X-Primary-Pin header (API clients echo it); while the pin is valid the client's reads
+      use the primary. Authenticated users are also pinned by id in the cache, for clients
+      that echo nothing (see `db_router.remember_user_pin`).
+    - Requests with unsafe methods read from the primary: what they write must not be
+      based on a stale read.
+    - A safe request whose read fails on a replica with a connection error is run once
+      more on the primary (it has written nothing, so running it again is harmless) and
+      the replica is taken out of rotation.
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        """Apply the client's pin, serve the request, hand out a pin if it wrote."""
+        db_router.reset()
+        client_pin = db_router.read_client_pin(
+            request.COOKIES.get(db_router.PIN_COOKIE) or request.headers.get(db_router.PIN_HEADER)
+        )
+        if client_pin:
+            db_router.pin_reads_to_primary(client_pin)
+        if request.method in SAFE_METHODS:
+            response = self.get_response(request)
+        else:
+            with db_router.use_primary():
+                response = self.get_response(request)
+        if db_router.wrote():
+            self._hand_out_pin(request, response)
+        return response
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        """Retry a safe request on the primary after a replica failed; 503 if the primary did."""
+        if not isinstance(exception, OperationalError | InterfaceError):
+            return None
+        failed = db_router.replicas_with_errors()
+        for alias in failed:
+            db_router.monitor.mark_down(alias, reason="query_error")
+            connections[alias].close()
+        if not failed or request.method not in SAFE_METHODS or db_router.wrote():
+            return database_unavailable()
+        match = request.resolver_match
+        if match is None:
+            return database_unavailable()
+        try:
+            with db_router.use_primary():
+                return match.func(request, *match.args, **match.kwargs)
+        except (OperationalError, InterfaceError):
+            return database_unavailable()
+
+    @staticmethod
+    def _hand_out_pin(request: HttpRequest, response: HttpResponse) -> None:
+        value = db_router.sign_client_pin()
+        response[db_router.PIN_HEADER] = value
+        response.set_cookie(
+            db_router.PIN_COOKIE,
+            value,
+            max_age=int(settings.REPLICA_PIN_SECONDS) + 1,
+            secure=settings.SESSION_COOKIE_SECURE,
+            httponly=True,
+            samesite="Lax",
+        )
+        user = getattr(request, "user", None)
+        if user is not None and user.is_authenticated:
+            db_router.remember_user_pin(user.pk)

@@ -1,0 +1,90 @@
+"""core.replicas: lag arithmetic, and the probe against the real replica."""
+
+import time
+
+import pytest
+
+from core.replicas import ReplicaMonitor, ReplicaState
+from core.tests import replica_control as replica
+
+
+def monitor_with_history(*positions: tuple[float, int]) -> ReplicaMonitor:
+    monitor = ReplicaMonitor(["replica_0"])
+    monitor._primary_positions.extend(positions)
+    return monitor
+
+
+class TestLag:
+    def test_caught_up_is_zero_however_old_the_last_replayed_commit(self) -> None:
+        monitor = monitor_with_history()
+        assert monitor._lag("replica_0", 500, 500, replay_age=3600.0) == 0.0
+        assert monitor._lag("replica_0", 500, 600, replay_age=3600.0) == 0.0
+
+    def test_behind_takes_the_tighter_of_the_two_bounds(self) -> None:
+        now = time.monotonic()
+        monitor = monitor_with_history((now - 30, 100), (now - 2, 400), (now - 1, 500))
+        # Replayed up to 400: the primary was there 2 s ago; the last replayed commit is
+        # an hour old only because the primary had been idle before.
+        assert monitor._lag("replica_0", 500, 400, replay_age=3600.0) == pytest.approx(2, abs=0.5)
+        # A recent replayed commit is the tighter bound.
+        assert monitor._lag("replica_0", 500, 400, replay_age=0.5) == pytest.approx(0.5)
+
+    def test_unknown_is_too_much(self) -> None:
+        monitor = monitor_with_history()
+        assert monitor._lag("replica_0", 500, None, replay_age=None) == float("inf")
+        assert monitor._lag("replica_0", 500, 400, replay_age=None) == float("inf")
+
+    def test_primary_unreachable_keeps_the_last_measure(self) -> None:
+        monitor = monitor_with_history()
+        monitor._record("replica_0", ReplicaState(reachable=True, lag_seconds=1.5))
+        assert monitor._lag("replica_0", None, 400, replay_age=99.0) == 1.5
+
+
+def test_unprobed_replicas_are_not_admitted() -> None:
+    state = ReplicaMonitor(["replica_0"]).state("replica_0")
+    assert not state.admitted(max_lag=3600.0)
+
+
+@pytest.mark.django_db(transaction=True, databases="__all__")
+def test_idle_primary_does_not_make_a_caught_up_replica_look_lagged(services, settings) -> None:
+    from conftest import wait_for_replicas
+
+    settings.REPLICA_MAX_LAG_SECONDS = 0.5
+    wait_for_replicas()
+    replica.wait_until(
+        lambda: (
+            replica.replica_sql(
+                "SELECT EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp())"
+            )
+            > 1.0
+        ),
+        what="the last replayed commit to age past the lag limit",
+    )
+    monitor = ReplicaMonitor(["replica_0"])
+    monitor.check_now()
+    state = monitor.state("replica_0")
+    assert state.reachable
+    assert state.lag_seconds == 0.0
+    assert state.admitted(settings.REPLICA_MAX_LAG_SECONDS)
+
+
+@pytest.mark.django_db(transaction=True, databases="__all__")
+def test_a_paused_replica_is_measured_behind(services, settings) -> None:
+    from users.tests.factories import UserFactory
+
+    monitor = ReplicaMonitor(["replica_0"])
+    monitor.check_now()
+    replica.pause_replay()
+    try:
+        UserFactory.create()
+        replica.wait_until(
+            lambda: probed_lag(monitor) > 0.3, what="the paused replica's lag to grow"
+        )
+    finally:
+        replica.resume_replay()
+    replica.wait_until(lambda: probed_lag(monitor) == 0.0, what="the resumed replica to catch up")
+
+
+def probed_lag(monitor: ReplicaMonitor) -> float:
+    monitor.check_now()
+    return monitor.state("replica_0").lag_seconds
