@@ -246,3 +246,8 @@ LOGGING = {
     # Django's own console handler would print every record a second time.
     "loggers": {"django": {"handlers": ["console"], "propagate": False}},
 }
+
+# --- Health (readiness, issue #6) -----------------------------------------------------
+
+# Seconds each /readyz dependency check may take; a probe must answer within its own timeout.
+HEALTH_CHECK_TIMEOUT = env.float("HEALTH_CHECK_TIMEOUT", default=1.0)
