@@ -15,7 +15,7 @@ workers = int(os.environ.get("WEB_CONCURRENCY", multiprocessing.cpu_count() + 1)
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
 # SIGTERM stops accepting new connections at once and lets in-flight requests finish for
 # this long before workers are killed; Kubernetes' terminationGracePeriodSeconds must be
-# longer (deploy/k8s/base/web.yaml).
+# longer (deploy/k8s/base/web/deployment.yaml).
 graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "25"))
 keepalive = 5
 # Restart workers now and then so a slow leak cannot grow without bound.
