@@ -75,7 +75,9 @@ wait_for_port() { # pid port: bounded polling, not a fixed sleep
 smoke() { # colour
   local forward status=0
   log "smoke-testing web-$1"
-  kc port-forward "service/web-$1" "$SMOKE_LOCAL_PORT:80" >/dev/null 2>&1 &
+  # kubectl itself in the background (not through kc, a function: its subshell's PID
+  # would be killed below and leave the port-forward running).
+  "$KUBECTL" "${NAMESPACE_ARGS[@]}" port-forward "service/web-$1" "$SMOKE_LOCAL_PORT:80" >/dev/null 2>&1 &
   forward=$!
   if wait_for_port "$forward" "$SMOKE_LOCAL_PORT"; then
     # TLS ends at the ingress; this header tells Django the request did arrive over HTTPS.

@@ -80,18 +80,27 @@ def cluster(tmp_path: Path) -> Path:
     return state
 
 
+def refused(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=2).close()
+    except ConnectionRefusedError:
+        return True
+    return False
+
+
 def run(cluster: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
     bin_dir = cluster.parent / "bin"
+    port = free_port()
     environment = {
         **os.environ,
         "PATH": f"{bin_dir}:{os.environ['PATH']}",
         "FAKE_STATE": str(cluster),
         "SMOKE_CMD": str(bin_dir / "smoke"),
-        "SMOKE_LOCAL_PORT": str(free_port()),
+        "SMOKE_LOCAL_PORT": str(port),
         "NAMESPACE": "shop",
         **env,
     }
-    return subprocess.run(
+    result = subprocess.run(
         [BASH, str(SCRIPT), *args],
         env=environment,
         capture_output=True,
@@ -99,6 +108,9 @@ def run(cluster: Path, *args: str, **env: str) -> subprocess.CompletedProcess[st
         timeout=120,
         check=False,
     )
+    # Whatever happened, the port-forward the script started is gone with it.
+    assert refused(port), "the port-forward outlived the script"
+    return result
 
 
 def calls(cluster: Path) -> list[str]:
