@@ -20,7 +20,8 @@ env = environ.Env()
 DEBUG = env.bool("DJANGO_DEBUG", default=False)
 
 _INSECURE_SECRET_KEY = "django-insecure-development-only-key"  # noqa: S105 (refused below)
-SECRET_KEY = env.str("DJANGO_SECRET_KEY", default=_INSECURE_SECRET_KEY)
+# Empty counts as unset (a blank Secret value must not slip past the check below).
+SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="") or _INSECURE_SECRET_KEY
 if not DEBUG and SECRET_KEY == _INSECURE_SECRET_KEY:
     # A default key in production would let anyone forge sessions and signed cookies.
     raise ImproperlyConfigured("DJANGO_SECRET_KEY must be set when DJANGO_DEBUG is off.")
