@@ -131,3 +131,25 @@ def test_the_images_healthcheck_command_follows_the_server(gunicorn):
     server.send_signal(signal.SIGTERM)
     assert server.wait(timeout=60) == 0, log.read_text()
     assert healthcheck() == 1
+
+
+def test_access_lines_are_json_even_for_hostile_headers_and_omit_query_strings(gunicorn):
+    server, port, log = gunicorn
+    agent = 'evil "agent" \\ {"status": 999}'
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    connection.request(
+        "GET",
+        "/healthz?token=query-secret",
+        headers={"Host": "localhost", "User-Agent": agent, "X-Request-ID": "req-123"},
+    )
+    assert connection.getresponse().status == 200
+    server.send_signal(signal.SIGTERM)
+    assert server.wait(timeout=60) == 0, log.read_text()
+
+    text = log.read_text()
+    lines = [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+    [line] = [line for line in lines if line.get("request_id") == "req-123"]
+    assert line["user_agent"] == agent
+    assert (line["path"], line["status"]) == ("/healthz", 200)
+    assert isinstance(line["duration_ms"], float)
+    assert "query-secret" not in text
