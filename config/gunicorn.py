@@ -1,17 +1,51 @@
-"""gunicorn configuration, read with `gunicorn -c config/gunicorn.py config.wsgi`."""
+"""gunicorn configuration, read with `gunicorn -c config/gunicorn.py config.wsgi`.
+
+Every value comes from the environment (docs/settings.md, "Server processes").
+"""
 
 import multiprocessing
 import os
+import signal
+from types import FrameType
+from typing import Any
 
 bind = f"{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '8000')}"
 # Django is synchronous: one worker a core plus one to cover I/O waits.
 workers = int(os.environ.get("WEB_CONCURRENCY", multiprocessing.cpu_count() + 1))
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
-# SIGTERM lets in-flight requests finish for this long before workers are killed.
+# SIGTERM stops accepting new connections at once and lets in-flight requests finish for
+# this long before workers are killed; Kubernetes' terminationGracePeriodSeconds must be
+# longer (deploy/k8s/base/web/deployment.yaml).
 graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "25"))
 keepalive = 5
 # Restart workers now and then so a slow leak cannot grow without bound.
 max_requests = int(os.environ.get("GUNICORN_MAX_REQUESTS", "10000"))
 max_requests_jitter = max_requests // 10
-accesslog = "-"
+# Load Django once in the master and fork: faster starts, shared memory pages. Safe here
+# because nothing opens a connection at import time (database pools, Redis and Celery
+# connect lazily, in each worker); GUNICORN_PRELOAD=false turns it off if that changes.
+preload_app = os.environ.get("GUNICORN_PRELOAD", "true").lower() in ("1", "true", "yes")
+# Heartbeat files on tmpfs: the image runs with a read-only root filesystem.
+worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None  # noqa: S108 (tmpfs)
+
+accesslog = os.environ.get("GUNICORN_ACCESS_LOG", "-") or None
 errorlog = "-"
+logger_class = "config.gunicorn_logger.JsonAccessLogger"
+
+
+def post_worker_init(worker: Any) -> None:
+    """Make SIGTERM close this worker's copies of the listening sockets at once.
+
+    The master closes its own on SIGTERM, but a worker busy with a slow request keeps
+    the socket open until it finishes, so the kernel would keep queueing connections
+    that nobody will ever serve. Closed everywhere, new connections are refused and the
+    client (or load balancer) retries another instance straight away.
+    """
+    stop_after_this_request = worker.handle_exit
+
+    def handle_exit(signum: int, frame: FrameType | None) -> None:
+        stop_after_this_request(signum, frame)
+        for listener in worker.sockets:
+            listener.close()
+
+    signal.signal(signal.SIGTERM, handle_exit)

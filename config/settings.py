@@ -20,7 +20,8 @@ env = environ.Env()
 DEBUG = env.bool("DJANGO_DEBUG", default=False)
 
 _INSECURE_SECRET_KEY = "django-insecure-development-only-key"  # noqa: S105 (refused below)
-SECRET_KEY = env.str("DJANGO_SECRET_KEY", default=_INSECURE_SECRET_KEY)
+# Empty counts as unset (a blank Secret value must not slip past the check below).
+SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="") or _INSECURE_SECRET_KEY
 if not DEBUG and SECRET_KEY == _INSECURE_SECRET_KEY:
     # A default key in production would let anyone forge sessions and signed cookies.
     raise ImproperlyConfigured("DJANGO_SECRET_KEY must be set when DJANGO_DEBUG is off.")
@@ -285,3 +286,8 @@ LOGGING = {
     # Django's own console handler would print every record a second time.
     "loggers": {"django": {"handlers": ["console"], "propagate": False}},
 }
+
+# --- Health (readiness, issue #6) -----------------------------------------------------
+
+# Seconds each /readyz dependency check may take; a probe must answer within its own timeout.
+HEALTH_CHECK_TIMEOUT = env.float("HEALTH_CHECK_TIMEOUT", default=1.0)

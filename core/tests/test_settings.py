@@ -43,3 +43,10 @@ def test_refuses_to_start_without_a_secret_key_when_not_debug() -> None:
     result = run_manage("check")
     assert result.returncode != 0
     assert "DJANGO_SECRET_KEY must be set" in result.stderr
+
+
+def test_refuses_an_empty_secret_key_when_not_debug() -> None:
+    # A Secret whose value was left blank must stop the service, not run it keyless.
+    result = run_manage("check", DJANGO_SECRET_KEY="")
+    assert result.returncode != 0
+    assert "DJANGO_SECRET_KEY must be set" in result.stderr
