@@ -67,7 +67,8 @@ def check_database(database: dict[str, Any], timeout: float) -> None:
     PostgreSQL is reached outside Django's pool on purpose: the pool would wait its own
     (longer) timeout for a connection, and a probe must tell about the server itself.
     """
-    if database["ENGINE"] == "django.db.backends.postgresql":
+    # By suffix: the ENGINE may be a wrapper of Django's backend (django-prometheus's).
+    if database["ENGINE"].endswith(".postgresql"):
         conninfo = psycopg.conninfo.make_conninfo(
             dbname=database.get("NAME") or "postgres",
             user=database.get("USER") or None,
@@ -80,7 +81,7 @@ def check_database(database: dict[str, Any], timeout: float) -> None:
         with psycopg.connect(conninfo, autocommit=True) as connection:
             connection.execute("SELECT 1")
         return
-    if database["ENGINE"] == "django.db.backends.sqlite3":
+    if database["ENGINE"].endswith(".sqlite3"):
         with sqlite3.connect(str(database["NAME"]), timeout=timeout, uri=True) as connection:
             connection.execute("SELECT 1")
         return
