@@ -158,7 +158,6 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     "unacked_restore_interval": env.int("CELERY_UNACKED_RESTORE_INTERVAL", default=10),
     "unacked_restore_throttle": 1,
 }
-CELERY_WORKER_SEND_TASK_EVENTS = False
 
 EVENTS_SWEEP_INTERVAL_SECONDS = env.float("EVENTS_SWEEP_INTERVAL_SECONDS", default=5.0)
 EVENTS_SWEEP_AFTER_SECONDS = env.float("EVENTS_SWEEP_AFTER_SECONDS", default=5.0)

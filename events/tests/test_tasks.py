@@ -13,7 +13,7 @@ import pytest
 from django.db import connection
 from rest_framework.test import APIClient
 
-from events import signing
+from events import context, signing
 from events.models import HandledEvent, OutboxEvent, WebhookAttempt, WebhookDelivery
 from events.registry import USER_CREATED, WEBHOOKS, WELCOME_EMAIL
 from events.tasks import handle_event
@@ -62,11 +62,16 @@ def test_sign_up_sends_the_welcome_email_and_a_signed_webhook_once(
     worker: Worker, receiver: Receiver
 ) -> None:
     subscribe(receiver)
-
-    body = sign_up("ann@example.com")
+    # What issue #6's middleware will set per request.
+    token = context.request_id.set("req-ann-1")
+    try:
+        body = sign_up("ann@example.com")
+    finally:
+        context.request_id.reset(token)
 
     event = OutboxEvent.objects.get(topic=USER_CREATED, aggregate_id=body["id"])
     assert event.published_at is not None, "the fast path publishes on commit"
+    assert event.request_id == "req-ann-1"
     wait_for(lambda: receiver.accepted, what="the webhook")
     wait_for(lambda: sent_emails(worker.env, "ann@example.com"), what="the welcome email")
     wait_for(lambda: broker_drained(worker.env["CELERY_BROKER_URL"]), what="the worker to idle")
@@ -92,6 +97,8 @@ def test_sign_up_sends_the_welcome_email_and_a_signed_webhook_once(
     assert handled(event, WELCOME_EMAIL) == 1
     assert handled(event, WEBHOOKS) == 1
     assert delivery_of(event).status == WebhookDelivery.Status.DELIVERED
+    # The request id travelled in the task headers into the worker's log lines.
+    assert f"handling event {event.pk} with {WELCOME_EMAIL} (request req-ann-1)" in worker.tail()
 
 
 def test_broker_down_keeps_the_event_and_the_sweeper_publishes_it_once(
