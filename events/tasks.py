@@ -6,6 +6,7 @@ redelivered or late message sees the current state.
 
 import logging
 from typing import Any
+from uuid import UUID
 
 from celery import Task, shared_task
 from celery.signals import task_postrun, task_prerun
@@ -39,7 +40,7 @@ def handle_event(self: Task, event_id: str, handler_name: str) -> None:
         context.request_id.get() or "-",
     )
     try:
-        services.event_handle(event_id=event_id, handler_name=handler_name)  # type: ignore[arg-type]
+        services.event_handle(event_id=UUID(event_id), handler_name=handler_name)
     except Exception as exc:
         topic = _topic(event_id)
         metrics.FAILED.labels(topic, handler_name).inc()
@@ -75,7 +76,7 @@ def sweep_outbox() -> int:
 @shared_task(bind=True, name="events.tasks.deliver_webhook", max_retries=None)
 def deliver_webhook(self: Task, delivery_id: str) -> None:
     """Make one attempt of a webhook delivery; schedule the next one if it failed."""
-    retry_in = webhooks.webhook_attempt(delivery_id=delivery_id)  # type: ignore[arg-type]
+    retry_in = webhooks.webhook_attempt(delivery_id=UUID(delivery_id))
     if retry_in is None:
         return
     if self.request.is_eager:
@@ -87,5 +88,10 @@ def deliver_webhook(self: Task, delivery_id: str) -> None:
 
 
 def _topic(event_id: str) -> str:
-    topic = OutboxEvent.objects.filter(pk=event_id).values_list("topic", flat=True).first()
+    # Only a metric label: a failure here (the database may be why the handler failed)
+    # must not replace the handler's own error or stop the retry.
+    try:
+        topic = OutboxEvent.objects.filter(pk=event_id).values_list("topic", flat=True).first()
+    except Exception:
+        return "unknown"
     return topic or "unknown"

@@ -24,7 +24,7 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import transaction
 from django.utils import timezone
 
-from events import breaker, metrics, registry, signing, ssrf
+from events import breaker, context, metrics, registry, signing, ssrf
 from events.backoff import backoff_seconds
 from events.models import OutboxEvent, WebhookAttempt, WebhookDelivery, WebhookSubscription
 
@@ -289,7 +289,11 @@ def _enqueue_delivery(*, delivery_id: UUID) -> None:
     from events.tasks import deliver_webhook
 
     try:
-        deliver_webhook.apply_async(args=[str(delivery_id)], retry=False)
+        deliver_webhook.apply_async(
+            args=[str(delivery_id)],
+            headers={"request_id": context.request_id.get()},
+            retry=False,
+        )
     except Exception:
         # The delivery row is committed and due: webhook_sweep_stalled enqueues it later.
         logger.warning("could not enqueue webhook delivery %s", delivery_id, exc_info=True)
