@@ -83,7 +83,7 @@ class Worker:
     def start(self) -> None:
         """Start the worker and wait until it consumes."""
         self.starts += 1
-        offset = self.log_path.stat().st_size if self.log_path.exists() else 0
+        offset = self.log_size()
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
             [
@@ -119,9 +119,7 @@ class Worker:
             assert self.process is not None
             if self.process.poll() is not None:
                 pytest.fail(f"the worker exited:\n{self.tail()}")
-            with self.log_path.open("rb") as handle:
-                handle.seek(offset)
-                return b" ready." in handle.read()
+            return " ready." in self.log_since(offset)
 
         wait_for(ready, timeout=60, what="the worker to be ready")
 
@@ -141,6 +139,16 @@ class Worker:
         except subprocess.TimeoutExpired:
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait(timeout=10)
+
+    def log_size(self) -> int:
+        """Where the log ends now, for `log_since`."""
+        return self.log_path.stat().st_size if self.log_path.exists() else 0
+
+    def log_since(self, offset: int) -> str:
+        """What the worker logged after `offset`."""
+        with self.log_path.open("rb") as handle:
+            handle.seek(offset)
+            return handle.read().decode(errors="replace")
 
     def tail(self, lines: int = 60) -> str:
         """The end of the worker's log, for failure messages."""

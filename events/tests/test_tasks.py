@@ -7,6 +7,7 @@ Each test goes through the API or the services as production does; the worker is
 import time
 from concurrent.futures import ThreadPoolExecutor
 from itertools import pairwise
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -178,6 +179,40 @@ def test_the_same_message_twice_is_handled_once(worker: Worker, receiver: Receiv
     assert len(receiver.requests) == 1
     assert handled(event, WELCOME_EMAIL) == 1
     assert handled(event, WEBHOOKS) == 1
+
+
+def test_a_failing_handler_retries_without_blocking_the_others(
+    worker: Worker, receiver: Receiver
+) -> None:
+    subscribe(receiver)
+    # Break the worker's email backend for real: its directory becomes a plain file.
+    emails = Path(worker.env["EMAIL_FILE_PATH"])
+    parked = emails.with_name("emails-parked")
+    emails.rename(parked)
+    emails.write_text("not a directory")
+    log_start = worker.log_size()
+
+    def email_retried() -> bool:
+        return any(
+            "handle_event[" in line and "retry: Retry in" in line and "ImproperlyConfigured" in line
+            for line in worker.log_since(log_start).splitlines()
+        )
+
+    try:
+        body = sign_up("gus@example.com")
+        event = OutboxEvent.objects.get(aggregate_id=body["id"])
+        # The webhook handler is its own task: it goes out while the email keeps failing.
+        wait_for(lambda: receiver.accepted, what="the webhook despite the email failing")
+        wait_for(email_retried, what="the email handler to be retried")
+        assert handled(event, WELCOME_EMAIL) == 0
+    finally:
+        emails.unlink()
+        parked.rename(emails)
+
+    wait_for(lambda: handled(event, WELCOME_EMAIL), what="the email once SMTP is back")
+    wait_for(lambda: broker_drained(worker.env["CELERY_BROKER_URL"]), what="the worker to idle")
+    assert len(sent_emails(worker.env, "gus@example.com")) == 1
+    assert receiver.ids() == [str(event.pk)]
 
 
 def test_a_webhook_failing_three_times_is_delivered_with_growing_delays(
