@@ -15,7 +15,7 @@ from typing import Any
 from uuid import UUID
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, router, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -143,7 +143,10 @@ def event_handle(*, event_id: UUID, handler_name: str) -> bool:
     """
     handler = registry.resolve(handler_name)
     with transaction.atomic():
-        event = OutboxEvent.objects.filter(pk=event_id).first()
+        # From the primary, whatever a database router does with reads: a task can run
+        # milliseconds after the commit, before a replica has the row.
+        primary = router.db_for_write(OutboxEvent)
+        event = OutboxEvent.objects.using(primary).filter(pk=event_id).first()
         if event is None:
             logger.warning("event %s not found; %s skipped", event_id, handler_name)
             return False
