@@ -50,23 +50,13 @@ class TestSubscriptions:
             assert set(caught.value.message_dict) == {"topics"}
 
     @override_settings(WEBHOOK_ALLOW_PRIVATE_TARGETS=False)
-    @pytest.mark.parametrize(
-        "url",
-        [
-            "http://127.0.0.1:8000/hook",
-            "http://localhost/hook",
-            "http://10.1.2.3/hook",
-            "http://169.254.169.254/latest/meta-data",
-            "http://[::1]/hook",
-            "http://[::ffff:127.0.0.1]/hook",
-            "http://0.0.0.0/hook",
-            "ftp://files.example.com/hook",
-        ],
-    )
-    def test_internal_targets_are_refused_in_production(self, url: str) -> None:
+    def test_an_internal_target_is_a_url_error(self) -> None:
+        # Which addresses count as internal: test_ssrf.py.
         with pytest.raises(ValidationError) as caught:
-            webhooks.webhook_subscription_create(url=url, topics=[USER_CREATED])
-        assert "url" in caught.value.message_dict
+            webhooks.webhook_subscription_create(
+                url="http://169.254.169.254/x", topics=[USER_CREATED]
+            )
+        assert set(caught.value.message_dict) == {"url"}
 
     @override_settings(WEBHOOK_ALLOW_PRIVATE_TARGETS=False)
     def test_a_public_address_is_accepted(self) -> None:
