@@ -139,43 +139,7 @@ def webhook_attempt(*, delivery_id: UUID) -> float | None:
         else:
             outcome = _post(subscription=subscription, event=delivery.event)
             breaker.breaker_record(subscription_id=subscription.pk, success=outcome.ok)
-        delivery.attempts = number
-        delivery.last_error = outcome.error
-        retry_in: float | None = None
-        if outcome.ok:
-            delivery.status = WebhookDelivery.Status.DELIVERED
-            delivery.delivered_at = timezone.now()
-            delivery.next_attempt_at = None
-        elif number >= settings.WEBHOOK_MAX_ATTEMPTS or not subscription.is_active:
-            delivery.status = WebhookDelivery.Status.DEAD
-            delivery.next_attempt_at = None
-            metrics.WEBHOOK_OUTCOMES.labels("dead").inc()
-            logger.warning("webhook delivery %s dead-lettered: %s", delivery.pk, outcome.error)
-        else:
-            delivery.status = WebhookDelivery.Status.RETRYING
-            retry_in = backoff_seconds(
-                attempt=number,
-                base=settings.WEBHOOK_RETRY_BACKOFF_SECONDS,
-                maximum=settings.EVENTS_RETRY_BACKOFF_MAX_SECONDS,
-            )
-            delivery.next_attempt_at = timezone.now() + timedelta(seconds=retry_in)
-        WebhookAttempt.objects.create(
-            delivery=delivery,
-            number=number,
-            status_code=outcome.status_code,
-            error=outcome.error,
-            duration_ms=outcome.duration_ms,
-            retry_in_ms=None if retry_in is None else int(retry_in * 1000),
-        )
-        delivery.save(
-            update_fields=[
-                "attempts",
-                "last_error",
-                "status",
-                "delivered_at",
-                "next_attempt_at",
-            ]
-        )
+        retry_in = _settle(delivery=delivery, outcome=outcome, number=number)
     return retry_in
 
 
@@ -224,6 +188,48 @@ class _Outcome:
         self.status_code = status_code
         self.error = error
         self.duration_ms = ms
+
+
+def _settle(*, delivery: WebhookDelivery, outcome: _Outcome, number: int) -> float | None:
+    """Record attempt `number` and the delivery's next state; the backoff if any."""
+    delivery.attempts = number
+    delivery.last_error = outcome.error
+    retry_in: float | None = None
+    if outcome.ok:
+        delivery.status = WebhookDelivery.Status.DELIVERED
+        delivery.delivered_at = timezone.now()
+        delivery.next_attempt_at = None
+    elif number >= settings.WEBHOOK_MAX_ATTEMPTS or not delivery.subscription.is_active:
+        delivery.status = WebhookDelivery.Status.DEAD
+        delivery.next_attempt_at = None
+        metrics.WEBHOOK_OUTCOMES.labels("dead").inc()
+        logger.warning("webhook delivery %s dead-lettered: %s", delivery.pk, outcome.error)
+    else:
+        delivery.status = WebhookDelivery.Status.RETRYING
+        retry_in = backoff_seconds(
+            attempt=number,
+            base=settings.WEBHOOK_RETRY_BACKOFF_SECONDS,
+            maximum=settings.EVENTS_RETRY_BACKOFF_MAX_SECONDS,
+        )
+        delivery.next_attempt_at = timezone.now() + timedelta(seconds=retry_in)
+    WebhookAttempt.objects.create(
+        delivery=delivery,
+        number=number,
+        status_code=outcome.status_code,
+        error=outcome.error,
+        duration_ms=outcome.duration_ms,
+        retry_in_ms=None if retry_in is None else int(retry_in * 1000),
+    )
+    delivery.save(
+        update_fields=[
+            "attempts",
+            "last_error",
+            "status",
+            "delivered_at",
+            "next_attempt_at",
+        ]
+    )
+    return retry_in
 
 
 def _post(*, subscription: WebhookSubscription, event: OutboxEvent) -> _Outcome:
