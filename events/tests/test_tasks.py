@@ -4,6 +4,7 @@ Each test goes through the API or the services as production does; the worker is
 `celery -A config worker --beat` subprocess on the same test database.
 """
 
+import re
 import time
 from concurrent.futures import ThreadPoolExecutor
 from itertools import pairwise
@@ -135,6 +136,7 @@ def test_worker_killed_mid_task_redelivers_and_completes_without_duplicates(
 ) -> None:
     subscribe(receiver)
     receiver.hold_first = True
+    log_start = worker.log_size()
 
     body = sign_up("cy@example.com")
     event = OutboxEvent.objects.get(aggregate_id=body["id"])
@@ -144,16 +146,24 @@ def test_worker_killed_mid_task_redelivers_and_completes_without_duplicates(
     # an email can repeat; see docs/events.md).
     wait_for(lambda: handled(event, WELCOME_EMAIL), what="the welcome email")
 
+    [task_id] = re.findall(r"deliver_webhook\[([0-9a-f-]+)\] received", worker.log_since(log_start))
+
     worker.kill()
     receiver.release.set()
     assert delivery_of(event).status == WebhookDelivery.Status.PENDING
+    restart = worker.log_size()
     worker.start()
 
-    # Redis hands the unacknowledged message out again after the visibility timeout.
     wait_for(
         lambda: delivery_status(event) == WebhookDelivery.Status.DELIVERED,
         timeout=30,
-        what="the redelivered task to complete",
+        what="the delivery to complete after the restart",
+    )
+    # Redis handed the killed worker's unacknowledged message out again (same task id).
+    wait_for(
+        lambda: f"deliver_webhook[{task_id}] succeeded" in worker.log_since(restart),
+        timeout=30,
+        what="the original message to be redelivered",
     )
     assert receiver.ids() == [str(event.pk)]
     assert len(receiver.requests) == 2
