@@ -99,3 +99,20 @@ deploy-check: $(DEPLOY_TOOLS) ## hadolint, shellcheck, compose.yaml against the 
 
 smoke: ## Smoke-test a running instance: make smoke BASE_URL=https://users.example.com
 	bash scripts/smoke.sh "$(BASE_URL)"
+
+# --- Events (issue #5): Celery worker and beat against `make services-up` ------------
+WORKER_QUEUES ?= events,webhooks
+WORKER_CONCURRENCY ?= 2
+WORKER_ENV := set -a && . ./.services.env && set +a && \
+	export $(SERVE_ENV) DJANGO_SECRET_KEY=$${DJANGO_SECRET_KEY:-$$($(BIN)/python -c 'import secrets; print(secrets.token_urlsafe(50))')}
+
+.PHONY: worker beat
+
+worker: $(RUNTIME) ## Celery worker for the events and webhooks queues (WORKER_QUEUES), against .services.env
+	@test -f .services.env || { echo "Run 'make services-up' first." >&2; exit 1; }
+	$(WORKER_ENV) && $(BIN)/python manage.py migrate --noinput && \
+	$(BIN)/celery -A config worker -Q $(WORKER_QUEUES) -c $(WORKER_CONCURRENCY) -l INFO
+
+beat: $(RUNTIME) ## Celery beat: the outbox sweeper's schedule, against .services.env
+	@test -f .services.env || { echo "Run 'make services-up' first." >&2; exit 1; }
+	$(WORKER_ENV) && $(BIN)/celery -A config beat -l INFO -s $(VENV)/celerybeat-schedule

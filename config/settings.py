@@ -164,6 +164,74 @@ CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 
+# --- Events and Celery workers (issue #5) -------------------------------------------
+
+# Tasks are acknowledged after they finish, and a task whose worker died is requeued, so
+# a crash mid-task means redelivery (handlers are idempotent), never a lost task.
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+# One unacknowledged message per process: a slow task does not hold others hostage.
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=60)
+# The soft limit raises inside the task first, so it can end cleanly (its transaction rolls back).
+CELERY_TASK_SOFT_TIME_LIMIT = CELERY_TASK_TIME_LIMIT * 0.8
+# No result backend: nothing reads results, and the outbox tables are the state.
+CELERY_TASK_IGNORE_RESULT = True
+# Separate queues so a slow webhook endpoint never delays emails or the outbox.
+CELERY_TASK_DEFAULT_QUEUE = "events"
+CELERY_TASK_ROUTES = {
+    "events.tasks.deliver_webhook": {"queue": "webhooks"},
+    "events.tasks.*": {"queue": "events"},
+}
+CELERY_BROKER_CONNECTION_TIMEOUT = env.float("CELERY_BROKER_CONNECTION_TIMEOUT", default=2.0)
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Redis redelivers a message unacknowledged for this long. It must exceed the longest
+# task and the longest retry countdown (the worker holds those messages unacknowledged),
+# and stay far below Redis's default hour so a killed worker's tasks come back soon.
+CELERY_VISIBILITY_TIMEOUT = env.int("CELERY_VISIBILITY_TIMEOUT", default=600)
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": CELERY_VISIBILITY_TIMEOUT,
+    # How often a worker looks for messages past the visibility timeout.
+    "unacked_restore_interval": env.int("CELERY_UNACKED_RESTORE_INTERVAL", default=10),
+    "unacked_restore_throttle": 1,
+}
+
+EVENTS_SWEEP_INTERVAL_SECONDS = env.float("EVENTS_SWEEP_INTERVAL_SECONDS", default=5.0)
+EVENTS_SWEEP_AFTER_SECONDS = env.float("EVENTS_SWEEP_AFTER_SECONDS", default=5.0)
+EVENTS_SWEEP_BATCH_SIZE = env.int("EVENTS_SWEEP_BATCH_SIZE", default=100)
+EVENTS_HANDLER_MAX_RETRIES = env.int("EVENTS_HANDLER_MAX_RETRIES", default=5)
+EVENTS_RETRY_BACKOFF_SECONDS = env.float("EVENTS_RETRY_BACKOFF_SECONDS", default=2.0)
+# The longest wait before any retry (handlers and webhooks).
+EVENTS_RETRY_BACKOFF_MAX_SECONDS = env.float("EVENTS_RETRY_BACKOFF_MAX_SECONDS", default=300.0)
+CELERY_BEAT_SCHEDULE = {
+    "events-sweep-outbox": {
+        "task": "events.tasks.sweep_outbox",
+        "schedule": EVENTS_SWEEP_INTERVAL_SECONDS,
+        # A sweep queued while every worker was down is stale by the next one.
+        "options": {"expires": EVENTS_SWEEP_INTERVAL_SECONDS},
+    },
+}
+
+# Private, loopback and link-local webhook targets are refused (SSRF) unless allowed;
+# `make run` (debug) and the tests allow them.
+WEBHOOK_ALLOW_PRIVATE_TARGETS = env.bool("WEBHOOK_ALLOW_PRIVATE_TARGETS", default=DEBUG)
+WEBHOOK_TIMEOUT_SECONDS = env.float("WEBHOOK_TIMEOUT_SECONDS", default=5.0)
+WEBHOOK_MAX_ATTEMPTS = env.int("WEBHOOK_MAX_ATTEMPTS", default=8)
+WEBHOOK_RETRY_BACKOFF_SECONDS = env.float("WEBHOOK_RETRY_BACKOFF_SECONDS", default=2.0)
+WEBHOOK_BREAKER_FAIL_MAX = env.int("WEBHOOK_BREAKER_FAIL_MAX", default=5)
+WEBHOOK_BREAKER_RESET_SECONDS = env.float("WEBHOOK_BREAKER_RESET_SECONDS", default=60.0)
+if EVENTS_RETRY_BACKOFF_MAX_SECONDS + CELERY_TASK_TIME_LIMIT >= CELERY_VISIBILITY_TIMEOUT:
+    # A retry countdown past the visibility timeout is redelivered while still waiting.
+    raise ImproperlyConfigured(
+        "EVENTS_RETRY_BACKOFF_MAX_SECONDS + CELERY_TASK_TIME_LIMIT must stay below "
+        "CELERY_VISIBILITY_TIMEOUT."
+    )
+
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="no-reply@localhost")
+if env.str("EMAIL_FILE_PATH", default=""):
+    # For django.core.mail.backends.filebased.EmailBackend (the worker tests use it).
+    EMAIL_FILE_PATH = env.str("EMAIL_FILE_PATH")
+
 # --- Authentication -----------------------------------------------------------------
 
 PASSWORD_HASHERS = [

@@ -14,6 +14,7 @@ urlpatterns = [
     path("metrics", metrics, name="metrics"),
     path("admin/", admin.site.urls),
     path("api/v1/", include("users.api.urls")),
+    path("api/v1/", include("events.api.urls")),  # issue #5: webhook subscriptions
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     # Last: any other path is a JSON 404, with DEBUG on too (Django's debug 404 is HTML).

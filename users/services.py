@@ -1,9 +1,9 @@
 """Writes to users. Every change to a user goes through these functions: API, admin and
 management commands alike.
 
-Each service runs in one transaction. Issue #5 (events) publishes `user.created`,
-`user.updated` and `user.deactivated` to the outbox at the marked `# Event:` lines, inside
-that transaction.
+Each service runs in one transaction, and publishes `user.created`, `user.updated` or
+`user.deactivated` to the outbox inside it (events.services.event_publish), so a change
+and its event commit together or not at all.
 """
 
 from typing import Any
@@ -16,6 +16,8 @@ from django.http import HttpRequest
 from knox.models import AuthToken
 
 from core.exceptions import InvalidCredentials
+from events import registry as topics
+from events.services import event_publish
 from users.models import User, normalize_email
 
 # Every field `user_update` may change. Which of them a caller may touch is decided by
@@ -54,7 +56,7 @@ def user_create(
     try:
         with transaction.atomic():
             user.save(force_insert=True)
-            # Event: user.created
+            event_publish(topic=topics.USER_CREATED, aggregate_id=user.pk, payload=_payload(user))
     except IntegrityError as exc:
         # Two sign-ups raced past full_clean's uniqueness check; the index decided.
         raise _EMAIL_TAKEN from exc
@@ -84,7 +86,12 @@ def user_update(*, user: User, data: dict[str, Any]) -> User:
             user.save(update_fields=[*changed, "updated_at"])
             if was_active and not user.is_active:
                 _revoke_tokens(user=user)
-            # Event: user.deactivated if is_active went to False, else user.updated
+            deactivated = was_active and not user.is_active
+            event_publish(
+                topic=topics.USER_DEACTIVATED if deactivated else topics.USER_UPDATED,
+                aggregate_id=user.pk,
+                payload={**_payload(user), "changed": sorted(changed)},
+            )
     except IntegrityError as exc:
         raise _EMAIL_TAKEN from exc
     return user
@@ -124,7 +131,11 @@ def user_set_password(
     with transaction.atomic():
         user.save(update_fields=["password", "updated_at"])
         _revoke_tokens(user=user, keep=keep_token)
-        # Event: user.updated
+        event_publish(
+            topic=topics.USER_UPDATED,
+            aggregate_id=user.pk,
+            payload={**_payload(user), "changed": ["password"]},
+        )
     return user
 
 
@@ -153,6 +164,20 @@ def _validate_password(password: str, *, user: User) -> None:
         validate_password(password, user=user)
     except ValidationError as exc:
         raise ValidationError({"password": exc.messages}) from exc
+
+
+def _payload(user: User) -> dict[str, Any]:
+    """An event's view of a user: plain data, never the password hash."""
+    return {
+        "id": str(user.pk),
+        "email": user.email,
+        "display_name": user.display_name,
+        "is_active": user.is_active,
+        "is_staff": user.is_staff,
+        "is_superuser": user.is_superuser,
+        "date_joined": user.date_joined.isoformat(),
+        "updated_at": user.updated_at.isoformat() if user.updated_at else None,
+    }
 
 
 def _revoke_tokens(*, user: User, keep: AuthToken | None = None) -> None:

@@ -76,7 +76,9 @@ class TestUserUpdate:
             for q in captured.captured_queries
             if not q["sql"].startswith(("SELECT", "SAVEPOINT", "RELEASE"))
         ]
-        assert len(writes) == 1
+        # The user's UPDATE, then its user.updated event in the outbox (issue #5).
+        assert len(writes) == 2
+        assert writes[1].startswith('INSERT INTO "events_outboxevent"')
         assert writes[0].startswith("UPDATE")
         assert '"display_name"' in writes[0]
         assert '"email"' not in writes[0]

@@ -1,0 +1,66 @@
+"""A circuit breaker per webhook subscription, its state in the subscription's row.
+
+Why not pybreaker: its default state is per process, so each of N worker processes would
+hammer a dead endpoint FAIL_MAX times on its own and forget after a restart; its Redis
+storage would tie webhook delivery to a second store (and `make run` has no Redis). The
+state is two columns on a row the delivery already reads, updated under a row lock, so
+every process shares it and it survives restarts. The rules are pybreaker's:
+
+- closed: requests go through; FAIL_MAX consecutive failures open it.
+- open: requests fail fast, without touching the endpoint, for RESET seconds.
+- half-open (RESET has passed): requests go through as trials; a success closes it, a
+  failure opens it again for another RESET. Concurrent trials are possible (one per
+  worker at most), which is harmless for an endpoint that is back.
+"""
+
+from datetime import datetime, timedelta
+from uuid import UUID
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from events.models import WebhookSubscription
+
+CLOSED = "closed"
+OPEN = "open"
+HALF_OPEN = "half_open"
+
+
+def breaker_state(*, opened_at: datetime | None, now: datetime | None = None) -> str:
+    """closed, open or half_open, from the time the breaker opened."""
+    if opened_at is None:
+        return CLOSED
+    reset = timedelta(seconds=settings.WEBHOOK_BREAKER_RESET_SECONDS)
+    return OPEN if (now or timezone.now()) - opened_at < reset else HALF_OPEN
+
+
+def breaker_allows(*, subscription: WebhookSubscription) -> bool:
+    """Whether a request to the subscription's endpoint may be made now."""
+    return breaker_state(opened_at=subscription.breaker_opened_at) != OPEN
+
+
+def breaker_record(*, subscription_id: UUID, success: bool) -> WebhookSubscription:
+    """Count one request's outcome; open or close the breaker accordingly."""
+    with transaction.atomic():
+        sub = WebhookSubscription.objects.select_for_update().get(pk=subscription_id)
+        if success:
+            if sub.consecutive_failures or sub.breaker_opened_at:
+                sub.consecutive_failures = 0
+                sub.breaker_opened_at = None
+                sub.save(update_fields=["consecutive_failures", "breaker_opened_at"])
+            return sub
+        sub.consecutive_failures += 1
+        half_open = breaker_state(opened_at=sub.breaker_opened_at) == HALF_OPEN
+        if half_open or sub.consecutive_failures >= settings.WEBHOOK_BREAKER_FAIL_MAX:
+            sub.breaker_opened_at = timezone.now()
+        sub.save(update_fields=["consecutive_failures", "breaker_opened_at"])
+        return sub
+
+
+def breaker_reset(*, subscription: WebhookSubscription) -> WebhookSubscription:
+    """Close the breaker: an operator says the endpoint is back."""
+    subscription.consecutive_failures = 0
+    subscription.breaker_opened_at = None
+    subscription.save(update_fields=["consecutive_failures", "breaker_opened_at"])
+    return subscription

@@ -1,0 +1,146 @@
+"""Domain events: the transactional outbox, handler bookkeeping and webhook delivery state."""
+
+import uuid
+
+from django.db import models
+from django.utils import timezone
+
+
+class OutboxEvent(models.Model):
+    """An event written in the same transaction as the change it describes.
+
+    A row with no `published_at` has not been handed to the broker yet: the relay (on
+    commit) or the sweeper (periodically) will hand it over. Rows are kept after
+    publishing as the event log that handlers and webhook deliveries refer to.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    topic = models.CharField(max_length=100)
+    schema_version = models.PositiveSmallIntegerField(default=1)
+    aggregate_id = models.CharField(max_length=100)
+    payload = models.JSONField()
+    created_at = models.DateTimeField(default=timezone.now)
+    published_at = models.DateTimeField(null=True, blank=True)
+    # Hand-overs to the broker tried, and the last failure's message.
+    attempts = models.PositiveIntegerField(default=0)
+    last_error = models.TextField(blank=True)
+    request_id = models.CharField(max_length=100, blank=True)
+
+    class Meta:
+        ordering = ("-created_at",)
+        indexes = [
+            models.Index(fields=["topic", "created_at"], name="outbox_topic_created_idx"),
+            # The sweeper and the backlog metric read only the unpublished rows: a partial
+            # index keeps that lookup small however long the published log grows.
+            models.Index(
+                fields=["created_at"],
+                name="outbox_unpublished_idx",
+                condition=models.Q(published_at__isnull=True),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.topic} {self.id}"
+
+    @property
+    def is_published(self) -> bool:
+        """Whether the event has been handed to the broker."""
+        return self.published_at is not None
+
+
+class HandledEvent(models.Model):
+    """Proof that `handler` has handled `event_id`, written in the handler's transaction.
+
+    The unique pair is what makes at-least-once delivery effectively once: a redelivered
+    task finds the row (or blocks on the concurrent insert, then finds it) and does nothing.
+    """
+
+    event_id = models.UUIDField()
+    handler = models.CharField(max_length=200)
+    handled_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["event_id", "handler"], name="handled_event_once"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.handler} {self.event_id}"
+
+
+class WebhookSubscription(models.Model):
+    """An endpoint that receives signed POSTs for the topics it subscribes to.
+
+    The circuit breaker's state lives here, in the database, so every worker process
+    sees the same state and it survives restarts (see events.breaker).
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    url = models.URLField(max_length=500)
+    topics = models.JSONField(default=list)
+    # The receiver verifies signatures with it, so it is stored as given (HMAC needs the
+    # plain key); it is shown once at creation and never returned by the API or admin.
+    secret = models.CharField(max_length=200)
+    is_active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    consecutive_failures = models.PositiveIntegerField(default=0)
+    breaker_opened_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ("created_at", "id")
+
+    def __str__(self) -> str:
+        return self.url
+
+
+class WebhookDelivery(models.Model):
+    """One event to one subscription: its state across attempts."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        RETRYING = "retrying", "Retrying"
+        DELIVERED = "delivered", "Delivered"
+        DEAD = "dead", "Dead letter"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    subscription = models.ForeignKey(
+        WebhookSubscription, on_delete=models.CASCADE, related_name="deliveries"
+    )
+    event = models.ForeignKey(OutboxEvent, on_delete=models.CASCADE, related_name="deliveries")
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    last_error = models.TextField(blank=True)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ("-created_at",)
+        constraints = [
+            # One delivery per (subscription, event): the fan-out handler is idempotent.
+            models.UniqueConstraint(fields=["subscription", "event"], name="delivery_once"),
+        ]
+        indexes = [models.Index(fields=["status", "created_at"], name="delivery_status_idx")]
+        verbose_name_plural = "webhook deliveries"
+
+    def __str__(self) -> str:
+        return f"{self.event.topic} to {self.subscription.url}"
+
+
+class WebhookAttempt(models.Model):
+    """One HTTP attempt of a delivery (or one refused by the open circuit breaker)."""
+
+    delivery = models.ForeignKey(WebhookDelivery, on_delete=models.CASCADE, related_name="tries")
+    number = models.PositiveIntegerField()
+    attempted_at = models.DateTimeField(default=timezone.now)
+    status_code = models.PositiveIntegerField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    duration_ms = models.PositiveIntegerField(default=0)
+    # The backoff chosen after this attempt failed; empty when none followed.
+    retry_in_ms = models.PositiveIntegerField(null=True, blank=True)
+
+    class Meta:
+        ordering = ("attempted_at", "id")
+
+    def __str__(self) -> str:
+        return f"attempt {self.number}"

@@ -1,0 +1,45 @@
+"""Which handlers react to which topic: the one place to look it up.
+
+Each handler runs as its own Celery task (events.tasks.handle_event), so a failing one
+never blocks another. A handler receives the OutboxEvent and runs inside the transaction
+that records it as handled (events.services.event_handle): its database writes and that
+record commit together.
+"""
+
+from collections.abc import Callable
+from importlib import import_module
+
+from events.models import OutboxEvent
+
+Handler = Callable[[OutboxEvent], None]
+
+USER_CREATED = "user.created"
+USER_UPDATED = "user.updated"
+USER_DEACTIVATED = "user.deactivated"
+
+WELCOME_EMAIL = "users.handlers.send_welcome_email"
+WEBHOOKS = "events.webhooks.webhook_fan_out"
+
+# Topic -> dotted paths of its handlers. The dotted path is also the handler's name in
+# HandledEvent and in metrics, so renaming a handler re-runs it for redelivered events.
+HANDLERS: dict[str, tuple[str, ...]] = {
+    USER_CREATED: (WELCOME_EMAIL, WEBHOOKS),
+    USER_UPDATED: (WEBHOOKS,),
+    USER_DEACTIVATED: (WEBHOOKS,),
+}
+
+TOPICS = tuple(HANDLERS)
+
+
+def handler_names(topic: str) -> tuple[str, ...]:
+    """The handlers of `topic`; KeyError for a topic nobody declared."""
+    return HANDLERS[topic]
+
+
+def resolve(name: str) -> Handler:
+    """The handler function for a registered dotted name."""
+    if not any(name in names for names in HANDLERS.values()):
+        raise LookupError(f"{name} is not a registered handler")
+    module, _, attr = name.rpartition(".")
+    handler: Handler = getattr(import_module(module), attr)
+    return handler

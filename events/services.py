@@ -1,0 +1,187 @@
+"""Writes of the outbox: publish in the caller's transaction, relay to the broker, handle.
+
+Delivery is at-least-once. An event is written in the same transaction as the change it
+describes, so it exists exactly when the change does. After commit the relay hands it to
+the broker at once (the fast path); if the broker is unreachable the row simply stays
+unpublished and the periodic sweeper hands it over later. A relay that crashed between
+enqueueing and marking the row publishes it again: handlers therefore record what they
+handled (event_handle), which makes the redelivery a no-op.
+"""
+
+import logging
+from datetime import timedelta
+from functools import partial
+from typing import Any
+from uuid import UUID
+
+from django.conf import settings
+from django.db import IntegrityError, router, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from events import context, metrics, registry
+from events.models import HandledEvent, OutboxEvent
+
+logger = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+
+
+def event_publish(*, topic: str, aggregate_id: object, payload: dict[str, Any]) -> OutboxEvent:
+    """Write an event to the outbox inside the caller's transaction; relay it on commit.
+
+    Must be called inside `transaction.atomic()`: outside one, the change and its event
+    would commit separately and a crash in between would lose the event.
+    """
+    if not transaction.get_connection().in_atomic_block:
+        raise RuntimeError("event_publish must run inside the transaction of the change.")
+    registry.handler_names(topic)  # a typo in a topic fails here, not silently later
+    event = OutboxEvent(
+        topic=topic,
+        schema_version=SCHEMA_VERSION,
+        aggregate_id=str(aggregate_id),
+        payload=payload,
+        request_id=context.request_id.get(),
+    )
+    event.full_clean()
+    event.save(force_insert=True)
+    transaction.on_commit(partial(event_relay, event_id=event.pk))
+    return event
+
+
+def event_relay(*, event_id: UUID) -> bool:
+    """The fast path, run after commit: hand one event to the broker now.
+
+    Never raises: the change is committed and the event is safe in the outbox, so a broker
+    (or any other) failure here is logged, recorded on the row and left to the sweeper.
+    Returns whether this call published the event.
+    """
+    try:
+        with transaction.atomic():
+            event = (
+                OutboxEvent.objects.select_for_update(skip_locked=True)
+                .filter(pk=event_id, published_at__isnull=True)
+                .first()
+            )
+            if event is None:
+                # Published already, or the sweeper holds it right now.
+                return False
+            _enqueue_handlers(event)
+            _mark_published(event)
+        return True
+    except Exception as exc:
+        logger.warning("outbox relay failed for event %s; the sweeper will retry", event_id)
+        metrics.RELAY_FAILED.inc()
+        try:
+            OutboxEvent.objects.filter(pk=event_id).update(
+                attempts=F("attempts") + 1, last_error=_describe(exc)
+            )
+        except Exception:
+            logger.exception("could not record the relay failure of event %s", event_id)
+        return False
+
+
+def outbox_sweep(
+    *,
+    older_than: timedelta | None = None,
+    batch_size: int | None = None,
+    max_batches: int = 10,
+) -> int:
+    """Publish events left unpublished for longer than `older_than`; return how many.
+
+    Several sweepers (and the fast path) may run at once: each claims its batch with
+    SELECT ... FOR UPDATE SKIP LOCKED, so no event is handed over twice concurrently.
+    The grace period leaves fresh events to the fast path. Stops at the first broker
+    failure: the rest of the batch would fail the same way.
+    """
+    if older_than is None:
+        older_than = timedelta(seconds=settings.EVENTS_SWEEP_AFTER_SECONDS)
+    batch_size = batch_size or settings.EVENTS_SWEEP_BATCH_SIZE
+    published = 0
+    for _ in range(max_batches):
+        with transaction.atomic():
+            batch = list(
+                OutboxEvent.objects.select_for_update(skip_locked=True)
+                .filter(published_at__isnull=True, created_at__lte=timezone.now() - older_than)
+                .order_by("created_at")[:batch_size]
+            )
+            for event in batch:
+                try:
+                    _enqueue_handlers(event)
+                except Exception as exc:
+                    logger.warning("outbox sweep: broker unavailable (%s)", _describe(exc))
+                    metrics.RELAY_FAILED.inc()
+                    event.attempts += 1
+                    event.last_error = _describe(exc)
+                    event.save(update_fields=["attempts", "last_error"])
+                    return published
+                _mark_published(event)
+                published += 1
+        if len(batch) < batch_size:
+            break
+    return published
+
+
+def event_redispatch(*, event: OutboxEvent) -> OutboxEvent:
+    """Hand an event to its handlers again (admin action), e.g. after fixing a handler.
+
+    Handlers that already handled it do nothing; the others run.
+    """
+    _enqueue_handlers(event)
+    _mark_published(event)
+    return event
+
+
+def event_handle(*, event_id: UUID, handler_name: str) -> bool:
+    """Run one handler for one event, at most once; return whether it ran now.
+
+    The HandledEvent row is inserted first, in the same transaction as the handler's own
+    writes. A concurrent duplicate blocks on the unique index until this transaction ends,
+    then finds the row; after a crash the transaction rolls back and a redelivery runs the
+    handler afresh. Side effects outside the database (an email sent just before a crash)
+    can still repeat: that window is as small as the commit.
+    """
+    handler = registry.resolve(handler_name)
+    with transaction.atomic():
+        # From the primary, whatever a database router does with reads: a task can run
+        # milliseconds after the commit, before a replica has the row.
+        primary = router.db_for_write(OutboxEvent)
+        event = OutboxEvent.objects.using(primary).filter(pk=event_id).first()
+        if event is None:
+            logger.warning("event %s not found; %s skipped", event_id, handler_name)
+            return False
+        try:
+            with transaction.atomic():
+                HandledEvent.objects.create(event_id=event.pk, handler=handler_name)
+        except IntegrityError:
+            metrics.SKIPPED.labels(event.topic, handler_name).inc()
+            logger.info("event %s already handled by %s", event_id, handler_name)
+            return False
+        handler(event)
+    metrics.HANDLED.labels(event.topic, handler_name).inc()
+    return True
+
+
+def _enqueue_handlers(event: OutboxEvent) -> None:
+    # Imported here: tasks import this module.
+    from events.tasks import handle_event
+
+    for name in registry.handler_names(event.topic):
+        handle_event.apply_async(
+            args=[str(event.pk), name],
+            headers={"request_id": event.request_id},
+            # No publish retries: a broker that is down now is the sweeper's business, and
+            # retrying would hold the HTTP request that committed the event.
+            retry=False,
+        )
+
+
+def _mark_published(event: OutboxEvent) -> None:
+    event.published_at = timezone.now()
+    event.attempts += 1
+    event.last_error = ""
+    event.save(update_fields=["published_at", "attempts", "last_error"])
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"[:2000]

@@ -1,0 +1,97 @@
+"""Celery tasks of the outbox and webhooks. Each loads its input and calls one service.
+
+Messages carry ids only, never data: a task always acts on the committed rows, so a
+redelivered or late message sees the current state.
+"""
+
+import logging
+from typing import Any
+from uuid import UUID
+
+from celery import Task, shared_task
+from celery.signals import task_postrun, task_prerun
+from django.conf import settings
+
+from events import context, metrics, services, webhooks
+from events.backoff import backoff_seconds
+from events.models import OutboxEvent
+
+logger = logging.getLogger(__name__)
+
+
+@task_prerun.connect
+def _restore_request_id(task: Task, **_: Any) -> None:
+    """Carry the request id from the message headers into the task's context (and logs)."""
+    context.request_id.set(getattr(task.request, "request_id", None) or "")
+
+
+@task_postrun.connect
+def _clear_request_id(**_: Any) -> None:
+    context.request_id.set("")
+
+
+@shared_task(bind=True, name="events.tasks.handle_event", max_retries=None)
+def handle_event(self: Task, event_id: str, handler_name: str) -> None:
+    """Run one handler for one event; retry with backoff when it raises."""
+    logger.info(
+        "handling event %s with %s (request %s)",
+        event_id,
+        handler_name,
+        context.request_id.get() or "-",
+    )
+    try:
+        services.event_handle(event_id=UUID(event_id), handler_name=handler_name)
+    except Exception as exc:
+        topic = _topic(event_id)
+        metrics.FAILED.labels(topic, handler_name).inc()
+        if self.request.is_eager:
+            # In-process (`make run`): an eager retry would run again at once, inside the
+            # request; log it instead, the admin's "dispatch again" re-runs it.
+            logger.exception("handler %s failed for event %s", handler_name, event_id)
+            return
+        if self.request.retries >= settings.EVENTS_HANDLER_MAX_RETRIES:
+            logger.exception("handler %s gave up on event %s", handler_name, event_id)
+            raise
+        metrics.RETRIED.labels(topic, handler_name).inc()
+        countdown = backoff_seconds(
+            attempt=self.request.retries + 1,
+            base=settings.EVENTS_RETRY_BACKOFF_SECONDS,
+            maximum=settings.EVENTS_RETRY_BACKOFF_MAX_SECONDS,
+        )
+        raise self.retry(exc=exc, countdown=countdown) from exc
+
+
+@shared_task(name="events.tasks.sweep_outbox")
+def sweep_outbox() -> int:
+    """Beat task: publish events the fast path left behind; revive stalled deliveries."""
+    published = services.outbox_sweep()
+    if published:
+        logger.info("outbox sweep published %d events", published)
+    stalled = webhooks.webhook_sweep_stalled()
+    if stalled:
+        logger.warning("re-enqueued %d stalled webhook deliveries", stalled)
+    return published
+
+
+@shared_task(bind=True, name="events.tasks.deliver_webhook", max_retries=None)
+def deliver_webhook(self: Task, delivery_id: str) -> None:
+    """Make one attempt of a webhook delivery; schedule the next one if it failed."""
+    retry_in = webhooks.webhook_attempt(delivery_id=UUID(delivery_id))
+    if retry_in is None:
+        return
+    if self.request.is_eager:
+        # In-process (`make run`): no inline retry loop inside the request; the delivery
+        # waits as "retrying" for the admin's retry action.
+        logger.warning("webhook delivery %s failed; not retried in-process", delivery_id)
+        return
+    raise self.retry(countdown=retry_in)
+
+
+def _topic(event_id: str) -> str:
+    # Only a metric label: a failure here (the database may be why the handler failed)
+    # must not replace the handler's own error or stop the retry.
+    try:
+        topic = OutboxEvent.objects.filter(pk=event_id).values_list("topic", flat=True).first()
+    except Exception:
+        return "unknown"
+    return topic or "unknown"

@@ -1,0 +1,65 @@
+"""events.breaker: closed, open after FAIL_MAX failures, half-open after RESET."""
+
+from datetime import timedelta
+
+import pytest
+from django.test import override_settings
+from django.utils import timezone
+
+from events.breaker import (
+    CLOSED,
+    HALF_OPEN,
+    OPEN,
+    breaker_allows,
+    breaker_record,
+    breaker_reset,
+    breaker_state,
+)
+from events.models import WebhookSubscription
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def sub() -> WebhookSubscription:
+    return WebhookSubscription.objects.create(url="https://x.example.com", topics=[], secret="s")
+
+
+@override_settings(WEBHOOK_BREAKER_FAIL_MAX=3, WEBHOOK_BREAKER_RESET_SECONDS=60)
+def test_opens_after_fail_max_consecutive_failures(sub: WebhookSubscription) -> None:
+    breaker_record(subscription_id=sub.pk, success=False)
+    breaker_record(subscription_id=sub.pk, success=True)  # resets the count
+    for _ in range(2):
+        sub = breaker_record(subscription_id=sub.pk, success=False)
+    assert breaker_allows(subscription=sub)
+    sub = breaker_record(subscription_id=sub.pk, success=False)
+    assert breaker_state(opened_at=sub.breaker_opened_at) == OPEN
+    assert not breaker_allows(subscription=sub)
+
+
+@override_settings(WEBHOOK_BREAKER_FAIL_MAX=3, WEBHOOK_BREAKER_RESET_SECONDS=60)
+def test_half_open_after_reset_then_one_result_decides(sub: WebhookSubscription) -> None:
+    long_ago = timezone.now() - timedelta(seconds=61)
+    WebhookSubscription.objects.filter(pk=sub.pk).update(
+        breaker_opened_at=long_ago, consecutive_failures=3
+    )
+    sub.refresh_from_db()
+    assert breaker_state(opened_at=sub.breaker_opened_at) == HALF_OPEN
+    assert breaker_allows(subscription=sub)
+
+    sub = breaker_record(subscription_id=sub.pk, success=False)
+    assert breaker_state(opened_at=sub.breaker_opened_at) == OPEN
+
+    WebhookSubscription.objects.filter(pk=sub.pk).update(breaker_opened_at=long_ago)
+    sub = breaker_record(subscription_id=sub.pk, success=True)
+    assert breaker_state(opened_at=sub.breaker_opened_at) == CLOSED
+    assert sub.consecutive_failures == 0
+
+
+def test_reset_closes(sub: WebhookSubscription) -> None:
+    sub.breaker_opened_at = timezone.now()
+    sub.consecutive_failures = 9
+    breaker_reset(subscription=sub)
+    sub.refresh_from_db()
+    assert sub.breaker_opened_at is None
+    assert sub.consecutive_failures == 0

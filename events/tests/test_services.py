@@ -1,0 +1,260 @@
+"""events.services: publishing inside the change's transaction, relay, sweep, handling once."""
+
+import threading
+from datetime import timedelta
+from typing import Any
+
+import psycopg
+import pytest
+from django.core import mail
+from django.db import connection, transaction
+from django.utils import timezone
+from kombu.exceptions import OperationalError
+from rest_framework.test import APIClient
+
+from events import services as outbox
+from events.models import HandledEvent, OutboxEvent
+from events.registry import USER_CREATED, USER_DEACTIVATED, USER_UPDATED, WEBHOOKS, WELCOME_EMAIL
+from events.tasks import handle_event
+from users import services as user_services
+from users.models import User
+from users.tests.factories import UserFactory
+
+pytestmark = pytest.mark.django_db
+
+STRONG = "violet-harbour-lantern-42"
+
+
+def only_event(topic: str) -> OutboxEvent:
+    [event] = OutboxEvent.objects.filter(topic=topic)
+    return event
+
+
+class TestPublishFromUserServices:
+    def test_user_create_writes_user_created_without_the_password(self) -> None:
+        user = user_services.user_create(email="Ann@Example.com", password=STRONG)
+
+        event = only_event(USER_CREATED)
+        assert event.aggregate_id == str(user.pk)
+        assert event.schema_version == 1
+        assert event.published_at is None  # relayed only after commit
+        assert event.payload["email"] == "ann@example.com"
+        assert event.payload["is_active"] is True
+        assert "password" not in event.payload
+        assert user.password not in str(event.payload)
+
+    def test_a_failed_create_leaves_no_event(self) -> None:
+        UserFactory.create(email="taken@example.com")
+        with pytest.raises(Exception, match="already exists"):
+            user_services.user_create(email="taken@example.com", password=STRONG)
+        assert not OutboxEvent.objects.exists()
+
+    def test_update_deactivate_and_password_change_publish_their_topics(self) -> None:
+        user = UserFactory.create(display_name="Old")
+
+        user_services.user_update(user=user, data={"display_name": "New"})
+        user_services.user_set_password(user=user, password=STRONG)
+        user_services.user_deactivate(user=user)
+        user_services.user_deactivate(user=user)  # no change, no event
+
+        updates = list(OutboxEvent.objects.filter(topic=USER_UPDATED).order_by("created_at"))
+        assert [e.payload["changed"] for e in updates] == [["display_name"], ["password"]]
+        assert updates[0].payload["display_name"] == "New"
+        deactivated = only_event(USER_DEACTIVATED)
+        assert deactivated.payload["is_active"] is False
+
+    @pytest.mark.django_db(transaction=True)
+    def test_publishing_outside_a_transaction_is_refused(self) -> None:
+        with pytest.raises(RuntimeError, match="inside the transaction"):
+            outbox.event_publish(topic=USER_CREATED, aggregate_id="x", payload={})
+        assert not OutboxEvent.objects.exists()
+
+    def test_an_unknown_topic_is_refused(self) -> None:
+        with pytest.raises(KeyError), transaction.atomic():
+            outbox.event_publish(topic="user.renamed", aggregate_id="x", payload={})
+
+
+class TestRelay:
+    def test_on_commit_the_event_is_published_and_handled(
+        self, eager_celery: None, django_capture_on_commit_callbacks: Any
+    ) -> None:
+        with django_capture_on_commit_callbacks(execute=True):
+            user = user_services.user_create(email="ann@example.com", password=STRONG)
+
+        event = only_event(USER_CREATED)
+        assert event.published_at is not None
+        assert event.attempts == 1
+        assert [m.to for m in mail.outbox] == [[user.email]]
+        handlers = set(HandledEvent.objects.values_list("handler", flat=True))
+        assert handlers == {WELCOME_EMAIL, WEBHOOKS}
+
+    def test_a_broker_failure_is_recorded_and_swallowed(
+        self, monkeypatch: pytest.MonkeyPatch, django_capture_on_commit_callbacks: Any
+    ) -> None:
+        def broker_down(*args: Any, **kwargs: Any) -> None:
+            raise OperationalError("Error 111 connecting to 127.0.0.1:9. Connection refused.")
+
+        monkeypatch.setattr(handle_event, "apply_async", broker_down)
+        with django_capture_on_commit_callbacks(execute=True):
+            user = user_services.user_create(email="ann@example.com", password=STRONG)
+
+        assert User.objects.filter(pk=user.pk).exists()
+        event = only_event(USER_CREATED)
+        assert event.published_at is None
+        assert event.attempts == 1
+        assert event.last_error.startswith("OperationalError: Error 111")
+        assert outbox.event_relay(event_id=event.pk) is False
+        event.refresh_from_db()
+        assert event.attempts == 2
+
+    @pytest.mark.django_db(transaction=True)
+    def test_in_process_a_failing_handler_does_not_break_sign_up(
+        self, eager_celery: None, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        # `make run`: no broker, handlers run inside the request that committed the user.
+        def smtp_down(*args: Any, **kwargs: Any) -> None:
+            raise ConnectionRefusedError("smtp down")
+
+        monkeypatch.setattr("users.handlers.send_mail", smtp_down)
+        response = APIClient().post(
+            "/api/v1/users/", {"email": "ann@example.com", "password": STRONG}, format="json"
+        )
+
+        assert response.status_code == 201
+        event = only_event(USER_CREATED)
+        assert event.published_at is not None
+        handlers = set(HandledEvent.objects.values_list("handler", flat=True))
+        assert handlers == {WEBHOOKS}
+
+    def test_an_already_published_event_is_not_relayed_again(self, eager_celery: None) -> None:
+        event = OutboxEvent.objects.create(
+            topic=USER_CREATED, aggregate_id="a", payload={}, published_at=timezone.now()
+        )
+        assert outbox.event_relay(event_id=event.pk) is False
+        assert not HandledEvent.objects.exists()
+
+
+class TestSweep:
+    def test_publishes_only_events_older_than_the_grace_period(self, eager_celery: None) -> None:
+        old = OutboxEvent.objects.create(
+            topic=USER_UPDATED,
+            aggregate_id="a",
+            payload={},
+            created_at=timezone.now() - timedelta(minutes=1),
+        )
+        fresh = OutboxEvent.objects.create(topic=USER_UPDATED, aggregate_id="b", payload={})
+
+        assert outbox.outbox_sweep(older_than=timedelta(seconds=5)) == 1
+
+        old.refresh_from_db()
+        fresh.refresh_from_db()
+        assert old.published_at is not None
+        assert fresh.published_at is None
+        assert HandledEvent.objects.filter(event_id=old.pk, handler=WEBHOOKS).exists()
+
+    def test_works_in_batches(self, eager_celery: None) -> None:
+        created_at = timezone.now() - timedelta(minutes=1)
+        OutboxEvent.objects.bulk_create(
+            OutboxEvent(topic=USER_UPDATED, aggregate_id=str(n), payload={}, created_at=created_at)
+            for n in range(5)
+        )
+        assert outbox.outbox_sweep(older_than=timedelta(0), batch_size=2) == 5
+        assert not OutboxEvent.objects.filter(published_at__isnull=True).exists()
+
+    def test_stops_at_a_broker_failure_and_records_it(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        def broker_down(*args: Any, **kwargs: Any) -> None:
+            raise OperationalError("connection refused")
+
+        monkeypatch.setattr(handle_event, "apply_async", broker_down)
+        created_at = timezone.now() - timedelta(minutes=1)
+        OutboxEvent.objects.bulk_create(
+            OutboxEvent(topic=USER_UPDATED, aggregate_id=str(n), payload={}, created_at=created_at)
+            for n in range(3)
+        )
+        assert outbox.outbox_sweep(older_than=timedelta(0)) == 0
+        assert sorted(OutboxEvent.objects.values_list("attempts", flat=True)) == [0, 0, 1]
+
+    @pytest.mark.django_db(transaction=True)
+    def test_skips_rows_another_relay_has_claimed(self, services: Any, eager_celery: None) -> None:
+        created_at = timezone.now() - timedelta(minutes=1)
+        claimed, free = (
+            OutboxEvent.objects.create(
+                topic=USER_UPDATED, aggregate_id=name, payload={}, created_at=created_at
+            )
+            for name in ("claimed", "free")
+        )
+        conninfo = psycopg.conninfo.make_conninfo(
+            services["DATABASE_URL"], dbname=connection.settings_dict["NAME"]
+        )
+        locked = threading.Event()
+        done = threading.Event()
+
+        def other_relay() -> None:
+            with psycopg.connect(conninfo) as other, other.transaction():
+                other.execute(
+                    "SELECT id FROM events_outboxevent WHERE id = %s FOR UPDATE", [claimed.pk]
+                )
+                locked.set()
+                done.wait(timeout=10)
+
+        thread = threading.Thread(target=other_relay)
+        thread.start()
+        try:
+            assert locked.wait(timeout=10)
+            assert outbox.outbox_sweep(older_than=timedelta(0)) == 1
+        finally:
+            done.set()
+            thread.join()
+        claimed.refresh_from_db()
+        free.refresh_from_db()
+        assert claimed.published_at is None
+        assert free.published_at is not None
+
+
+class TestHandle:
+    def test_runs_a_handler_once(self) -> None:
+        event = OutboxEvent.objects.create(
+            topic=USER_CREATED, aggregate_id="a", payload={"email": "ann@example.com"}
+        )
+        assert outbox.event_handle(event_id=event.pk, handler_name=WELCOME_EMAIL) is True
+        assert outbox.event_handle(event_id=event.pk, handler_name=WELCOME_EMAIL) is False
+        assert len(mail.outbox) == 1
+        assert HandledEvent.objects.filter(event_id=event.pk).count() == 1
+
+    def test_a_failing_handler_records_nothing(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        event = OutboxEvent.objects.create(
+            topic=USER_CREATED, aggregate_id="a", payload={"email": "ann@example.com"}
+        )
+
+        def smtp_down(*args: Any, **kwargs: Any) -> None:
+            raise ConnectionRefusedError("smtp down")
+
+        monkeypatch.setattr("users.handlers.send_mail", smtp_down)
+        with pytest.raises(ConnectionRefusedError):
+            outbox.event_handle(event_id=event.pk, handler_name=WELCOME_EMAIL)
+        assert not HandledEvent.objects.exists()
+
+    def test_a_missing_event_is_skipped(self) -> None:
+        event = OutboxEvent(topic=USER_CREATED, aggregate_id="gone", payload={})
+        assert outbox.event_handle(event_id=event.pk, handler_name=WELCOME_EMAIL) is False
+
+    def test_an_unregistered_handler_is_refused(self) -> None:
+        event = OutboxEvent.objects.create(topic=USER_CREATED, aggregate_id="a", payload={})
+        with pytest.raises(LookupError):
+            outbox.event_handle(event_id=event.pk, handler_name="os.system")
+
+    def test_redispatch_runs_only_the_handlers_that_did_not_finish(
+        self, eager_celery: None
+    ) -> None:
+        event = OutboxEvent.objects.create(
+            topic=USER_CREATED, aggregate_id="a", payload={"email": "ann@example.com"}
+        )
+        outbox.event_handle(event_id=event.pk, handler_name=WELCOME_EMAIL)
+
+        outbox.event_redispatch(event=event)
+
+        assert len(mail.outbox) == 1
+        assert HandledEvent.objects.filter(event_id=event.pk, handler=WEBHOOKS).exists()
+        assert event.published_at is not None

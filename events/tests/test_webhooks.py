@@ -1,0 +1,234 @@
+"""events.webhooks: subscriptions, fan-out, one attempt at a time, breaker, dead letters.
+
+Attempts post to a real HTTP server on 127.0.0.1; the worker-level behaviour (retries
+with backoff across a real broker) is in test_tasks.py.
+"""
+
+import json
+import time
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.core.exceptions import ValidationError
+from django.test import override_settings
+from django.utils import timezone
+
+from events import signing, webhooks
+from events.models import OutboxEvent, WebhookAttempt, WebhookDelivery, WebhookSubscription
+from events.registry import USER_CREATED, USER_UPDATED
+from events.tasks import deliver_webhook
+from events.tests.conftest import Receiver
+
+pytestmark = pytest.mark.django_db
+
+
+def make_event(topic: str = USER_CREATED) -> OutboxEvent:
+    return OutboxEvent.objects.create(
+        topic=topic, aggregate_id="a", payload={"id": "a", "email": "ann@example.com"}
+    )
+
+
+def make_delivery(receiver: Receiver, **subscription: Any) -> WebhookDelivery:
+    sub = webhooks.webhook_subscription_create(
+        url=receiver.url, topics=[USER_CREATED], secret="s" * 20, **subscription
+    )
+    return WebhookDelivery.objects.create(subscription=sub, event=make_event())
+
+
+class TestSubscriptions:
+    def test_a_secret_is_generated_when_none_is_given(self) -> None:
+        sub = webhooks.webhook_subscription_create(
+            url="https://hooks.example.com/x", topics=[USER_CREATED]
+        )
+        assert len(sub.secret) >= 32
+
+    def test_topics_must_be_known_and_not_empty(self) -> None:
+        for topics in ([], ["user.renamed"]):
+            with pytest.raises(ValidationError) as caught:
+                webhooks.webhook_subscription_create(url="https://x.example.com", topics=topics)
+            assert set(caught.value.message_dict) == {"topics"}
+
+    @override_settings(WEBHOOK_ALLOW_PRIVATE_TARGETS=False)
+    def test_an_internal_target_is_a_url_error(self) -> None:
+        # Which addresses count as internal: test_ssrf.py.
+        with pytest.raises(ValidationError) as caught:
+            webhooks.webhook_subscription_create(
+                url="http://169.254.169.254/x", topics=[USER_CREATED]
+            )
+        assert set(caught.value.message_dict) == {"url"}
+
+    @override_settings(WEBHOOK_ALLOW_PRIVATE_TARGETS=False)
+    def test_a_public_address_is_accepted(self) -> None:
+        sub = webhooks.webhook_subscription_create(
+            url="http://93.184.215.14/hook", topics=[USER_CREATED]
+        )
+        assert sub.pk
+
+    def test_update_changes_only_given_fields_and_refuses_others(self) -> None:
+        sub = webhooks.webhook_subscription_create(
+            url="https://hooks.example.com/x", topics=[USER_CREATED]
+        )
+        webhooks.webhook_subscription_update(subscription=sub, data={"is_active": False})
+        sub.refresh_from_db()
+        assert sub.is_active is False
+        with pytest.raises(ValidationError):
+            webhooks.webhook_subscription_update(subscription=sub, data={"consecutive_failures": 0})
+
+
+class TestFanOut:
+    def test_one_delivery_per_matching_active_subscription(
+        self, django_capture_on_commit_callbacks: Any
+    ) -> None:
+        created = webhooks.webhook_subscription_create(
+            url="https://a.example.com", topics=[USER_CREATED]
+        )
+        webhooks.webhook_subscription_create(url="https://b.example.com", topics=[USER_UPDATED])
+        webhooks.webhook_subscription_create(
+            url="https://c.example.com", topics=[USER_CREATED], is_active=False
+        )
+        event = make_event()
+
+        with django_capture_on_commit_callbacks() as callbacks:
+            webhooks.webhook_fan_out(event)
+            webhooks.webhook_fan_out(event)
+
+        assert list(WebhookDelivery.objects.values_list("subscription", flat=True)) == [created.pk]
+        assert len(callbacks) == 1
+
+
+class TestAttempt:
+    def test_delivers_a_signed_body(self, receiver: Receiver) -> None:
+        delivery = make_delivery(receiver)
+
+        assert webhooks.webhook_attempt(delivery_id=delivery.pk) is None
+
+        delivery.refresh_from_db()
+        assert delivery.status == WebhookDelivery.Status.DELIVERED
+        assert delivery.attempts == 1
+        [request] = receiver.requests
+        body = json.loads(request.body)
+        assert body["id"] == str(delivery.event.pk)
+        assert body["topic"] == USER_CREATED
+        assert body["payload"] == delivery.event.payload
+        assert signing.verify(
+            secret="s" * 20,
+            header=request.headers[signing.SIGNATURE_HEADER],
+            body=request.body,
+            now=int(time.time()),
+        )
+        # Delivered is final: a redelivered task does nothing.
+        assert webhooks.webhook_attempt(delivery_id=delivery.pk) is None
+        assert len(receiver.requests) == 1
+
+    @override_settings(WEBHOOK_MAX_ATTEMPTS=3, WEBHOOK_BREAKER_FAIL_MAX=10)
+    def test_failures_retry_with_growing_delays_then_dead_letter(self, receiver: Receiver) -> None:
+        receiver.statuses = [500, 500, 500]
+        delivery = make_delivery(receiver)
+        delays = []
+        for _ in range(2):
+            retry_in = webhooks.webhook_attempt(delivery_id=delivery.pk)
+            assert retry_in is not None
+            delays.append(retry_in)
+            WebhookDelivery.objects.filter(pk=delivery.pk).update(next_attempt_at=None)
+        assert delays[0] < delays[1]
+        assert webhooks.webhook_attempt(delivery_id=delivery.pk) is None
+
+        delivery.refresh_from_db()
+        assert delivery.status == WebhookDelivery.Status.DEAD
+        assert delivery.attempts == 3
+        assert delivery.last_error == "HTTP 500"
+        assert list(delivery.tries.values_list("status_code", flat=True)) == [500, 500, 500]
+
+    @override_settings(WEBHOOK_MAX_ATTEMPTS=10, WEBHOOK_BREAKER_FAIL_MAX=2)
+    def test_the_breaker_opens_and_then_fails_fast(self, receiver: Receiver) -> None:
+        receiver.statuses = [500] * 10
+        delivery = make_delivery(receiver)
+        for _ in range(3):
+            WebhookDelivery.objects.filter(pk=delivery.pk).update(next_attempt_at=None)
+            webhooks.webhook_attempt(delivery_id=delivery.pk)
+
+        assert len(receiver.requests) == 2
+        delivery.refresh_from_db()
+        assert "Circuit breaker open" in delivery.last_error
+        assert delivery.subscription.breaker_opened_at is not None
+
+    def test_an_early_duplicate_of_a_scheduled_retry_is_ignored(self, receiver: Receiver) -> None:
+        delivery = make_delivery(receiver)
+        WebhookDelivery.objects.filter(pk=delivery.pk).update(
+            status=WebhookDelivery.Status.RETRYING,
+            next_attempt_at=timezone.now() + timedelta(minutes=1),
+        )
+        assert webhooks.webhook_attempt(delivery_id=delivery.pk) is None
+        assert receiver.requests == []
+
+    def test_an_inactive_subscription_dead_letters_without_a_request(
+        self, receiver: Receiver
+    ) -> None:
+        delivery = make_delivery(receiver, is_active=False)
+        assert webhooks.webhook_attempt(delivery_id=delivery.pk) is None
+        delivery.refresh_from_db()
+        assert delivery.status == WebhookDelivery.Status.DEAD
+        assert receiver.requests == []
+
+    @override_settings(WEBHOOK_ALLOW_PRIVATE_TARGETS=False)
+    def test_the_target_is_checked_again_before_each_request(self, receiver: Receiver) -> None:
+        with override_settings(WEBHOOK_ALLOW_PRIVATE_TARGETS=True):
+            delivery = make_delivery(receiver)
+        webhooks.webhook_attempt(delivery_id=delivery.pk)
+        assert receiver.requests == []
+        assert "private" in WebhookAttempt.objects.get(delivery=delivery).error
+
+    def test_redirects_are_not_followed(self, receiver: Receiver) -> None:
+        receiver.statuses = [302]
+        delivery = make_delivery(receiver)
+        assert webhooks.webhook_attempt(delivery_id=delivery.pk) is not None
+        delivery.refresh_from_db()
+        assert delivery.last_error == "HTTP 302"
+
+
+class TestRetryAndSweep:
+    def test_retry_restarts_a_dead_letter_and_closes_the_breaker(
+        self, receiver: Receiver, eager_celery: None, django_capture_on_commit_callbacks: Any
+    ) -> None:
+        delivery = make_delivery(receiver)
+        WebhookDelivery.objects.filter(pk=delivery.pk).update(
+            status=WebhookDelivery.Status.DEAD, attempts=5
+        )
+        WebhookSubscription.objects.filter(pk=delivery.subscription.pk).update(
+            breaker_opened_at=timezone.now(), consecutive_failures=5
+        )
+
+        with django_capture_on_commit_callbacks(execute=True):
+            webhooks.webhook_delivery_retry(delivery=delivery)
+
+        delivery.refresh_from_db()
+        assert delivery.status == WebhookDelivery.Status.DELIVERED
+        assert delivery.attempts == 1
+        assert delivery.subscription.breaker_opened_at is None
+        assert len(receiver.requests) == 1
+
+    def test_stalled_deliveries_are_enqueued_again(
+        self,
+        receiver: Receiver,
+        monkeypatch: pytest.MonkeyPatch,
+        django_capture_on_commit_callbacks: Any,
+    ) -> None:
+        enqueued: list[Any] = []
+        monkeypatch.setattr(
+            deliver_webhook, "apply_async", lambda args, **kw: enqueued.append(args[0])
+        )
+        stalled = make_delivery(receiver)
+        WebhookDelivery.objects.filter(pk=stalled.pk).update(
+            next_attempt_at=timezone.now() - timedelta(hours=1)
+        )
+        WebhookDelivery.objects.create(
+            subscription=stalled.subscription,
+            event=make_event(USER_UPDATED),
+            next_attempt_at=timezone.now(),
+        )
+
+        with django_capture_on_commit_callbacks(execute=True):
+            assert webhooks.webhook_sweep_stalled() == 1
+
+        assert enqueued == [str(stalled.pk)]

@@ -1,0 +1,22 @@
+"""Reactions of the users domain to events (registered in events.registry)."""
+
+from django.conf import settings
+from django.core.mail import send_mail
+
+from events.models import OutboxEvent
+
+
+def send_welcome_email(event: OutboxEvent) -> None:
+    """user.created: greet the new user at the address they signed up with.
+
+    Runs in the transaction that records the event as handled; if sending raises, that
+    record rolls back and the task retries.
+    """
+    payload = event.payload
+    name = payload.get("display_name") or payload["email"]
+    send_mail(
+        subject="Welcome",
+        message=f"Hello {name},\n\nyour account is ready. Welcome aboard.\n",
+        from_email=settings.DEFAULT_FROM_EMAIL,
+        recipient_list=[payload["email"]],
+    )
