@@ -149,8 +149,24 @@ def wait_for_replicas(timeout: float = 30.0) -> None:
 
 
 @pytest.fixture(autouse=True)
-def _fresh_routing_state() -> None:
-    """Each test starts with no read pin, whatever the previous test wrote."""
+def _routing_follows_the_tests_databases(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Each test starts with no read pin; only tests that ask for the replicas read them.
+
+    A test that declares only the default database would otherwise have its reads routed
+    to a replica it may not use (and that may not have replayed its writes yet).
+    """
+    from django.conf import settings
+
     from core import db_router
 
     db_router.reset()
+    marker = request.node.get_closest_marker("django_db")
+    databases = marker.kwargs.get("databases") if marker else None
+    wants_replicas = databases == "__all__" or any(
+        alias in (databases or ()) for alias in settings.REPLICA_DATABASES
+    )
+    if wants_replicas:
+        yield
+        return
+    with db_router.use_primary():
+        yield
