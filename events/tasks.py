@@ -12,6 +12,7 @@ from celery import Task, shared_task
 from celery.signals import task_postrun, task_prerun
 from django.conf import settings
 
+from core import db_router
 from events import context, metrics, services, webhooks
 from events.backoff import backoff_seconds
 from events.models import OutboxEvent
@@ -40,7 +41,9 @@ def handle_event(self: Task, event_id: str, handler_name: str) -> None:
         context.request_id.get() or "-",
     )
     try:
-        services.event_handle(event_id=UUID(event_id), handler_name=handler_name)
+        # The event may be newer than anything a replica has replayed.
+        with db_router.use_primary():
+            services.event_handle(event_id=UUID(event_id), handler_name=handler_name)
     except Exception as exc:
         topic = _topic(event_id)
         metrics.FAILED.labels(topic, handler_name).inc()
@@ -76,7 +79,8 @@ def sweep_outbox() -> int:
 @shared_task(bind=True, name="events.tasks.deliver_webhook", max_retries=None)
 def deliver_webhook(self: Task, delivery_id: str) -> None:
     """Make one attempt of a webhook delivery; schedule the next one if it failed."""
-    retry_in = webhooks.webhook_attempt(delivery_id=UUID(delivery_id))
+    with db_router.use_primary():
+        retry_in = webhooks.webhook_attempt(delivery_id=UUID(delivery_id))
     if retry_in is None:
         return
     if self.request.is_eager:
