@@ -15,3 +15,11 @@ max_requests = int(os.environ.get("GUNICORN_MAX_REQUESTS", "10000"))
 max_requests_jitter = max_requests // 10
 accesslog = "-"
 errorlog = "-"
+
+# --- Metrics (issue 6): every worker's figures add up in /metrics -----------------------
+# prometheus_client's multiprocess mode; see core/gunicorn_hooks.py. Must run before the
+# app (and so prometheus_client) is imported, which preload_app does before on_starting.
+from core.gunicorn_hooks import child_exit, on_starting, use_multiprocess_metrics  # noqa: E402
+
+use_multiprocess_metrics(port=os.environ.get("PORT", "8000"))
+__all__ = ["child_exit", "on_starting"]
