@@ -79,6 +79,15 @@ def _shared_processors() -> list[Processor]:
     ]
 
 
+def _leading_keys(logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
+    # JSON keeps key order: time, level, logger and event first read best in a terminal.
+    lead = ("time", "level", "logger", "event")
+    return {
+        **{key: event_dict[key] for key in lead if key in event_dict},
+        **{key: value for key, value in event_dict.items() if key not in lead},
+    }
+
+
 def _renderer(log_format: str) -> Processor:
     if log_format == "console":
         return structlog.dev.ConsoleRenderer(timestamp_key="time", colors=False)
@@ -93,6 +102,7 @@ def make_formatter(*, log_format: str) -> logging.Formatter:
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
             structlog.processors.format_exc_info,
             redact,
+            _leading_keys,
             _renderer(log_format),
         ],
     )
