@@ -294,5 +294,5 @@ LOGGING = logging_config(level=env.str("LOG_LEVEL", default="INFO"), log_format=
 # Celery's worker would replace the root handler with its own plain-text one.
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # The Celery worker serves its task metrics here (0: not at all); loopback unless told.
-CELERY_METRICS_PORT = env.int("CELERY_METRICS_PORT", default=9540)
+CELERY_METRICS_PORT = env.int("CELERY_METRICS_PORT", default=9808)
 CELERY_METRICS_ADDR = env.str("CELERY_METRICS_ADDR", default="127.0.0.1")
