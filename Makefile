@@ -70,3 +70,13 @@ serve: $(RUNTIME) ## gunicorn with production settings against `make services-up
 
 clean: ## Remove the virtualenv, SQLite database and collected static files
 	rm -rf $(VENV) db.sqlite3 staticfiles
+
+# --- Observability (issue 6) ------------------------------------------------------------
+.PHONY: alerts-check
+
+alerts-check: ## promtool: check the alert rules and run their unit tests (installs prometheus as root)
+	@command -v promtool >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; \
+	  else echo "promtool missing: sudo apt-get install prometheus" >&2; exit 1; fi; }
+	promtool check rules deploy/prometheus/userservice-rules.yml
+	cd deploy/prometheus/tests && promtool test rules userservice-rules-test.yml
