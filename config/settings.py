@@ -291,8 +291,6 @@ LOG_FORMAT = env.str("LOG_FORMAT", default="console" if DEBUG else "json")
 if LOG_FORMAT not in ("json", "console"):
     raise ImproperlyConfigured("LOG_FORMAT must be 'json' or 'console'.")
 LOGGING = logging_config(level=env.str("LOG_LEVEL", default="INFO"), log_format=LOG_FORMAT)
-# Celery's worker would replace the root handler with its own plain-text one.
-CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # The Celery worker serves its task metrics here (0: not at all); loopback unless told.
 CELERY_METRICS_PORT = env.int("CELERY_METRICS_PORT", default=9808)
 CELERY_METRICS_ADDR = env.str("CELERY_METRICS_ADDR", default="127.0.0.1")

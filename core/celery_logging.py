@@ -1,4 +1,4 @@
-"""The request id follows a task from the request that queued it into the worker.
+"""Worker logs: through settings.LOGGING, tagged with the request id that queued the task.
 
 Publishing copies the bound `request_id` into the task message's headers; in the worker,
 `task_prerun` binds it (with the task's name and id) to the logging context, so every line
@@ -7,13 +7,26 @@ queued outside any request (beat, a script) gets a new id. Eager tasks (`make ru
 broker) run inside the caller's context already and are left alone.
 """
 
+import logging.config
 import uuid
 from typing import Any
 
 import structlog
-from celery.signals import before_task_publish, task_postrun, task_prerun
+from celery.signals import before_task_publish, setup_logging, task_postrun, task_prerun
 
 REQUEST_ID_HEADER = "request_id"
+
+
+@setup_logging.connect(dispatch_uid="core.celery_logging.use_django_logging")
+def use_django_logging(**kwargs: Any) -> None:
+    """The worker logs through settings.LOGGING, like the web server.
+
+    With a receiver on this signal Celery leaves logging alone: otherwise it would add its
+    own plain-text handler and set the root level from its command line.
+    """
+    from django.conf import settings
+
+    logging.config.dictConfig(settings.LOGGING)
 
 
 @before_task_publish.connect(dispatch_uid="core.celery_logging.carry_request_id")

@@ -75,3 +75,20 @@ def test_an_eager_task_logs_in_the_callers_context(log_output) -> None:
     (line,) = [line for line in log_output.lines() if line["event"] == "task working"]
     assert line["request_id"] == "req-eager"
     assert structlog.contextvars.get_contextvars() == {"request_id": "req-eager"}
+
+
+def test_the_worker_keeps_the_django_log_configuration() -> None:
+    import logging as stdlib_logging
+
+    from celery.signals import setup_logging
+
+    # With a receiver connected, Celery's worker configures no logging of its own.
+    responses = setup_logging.send(
+        sender=None, loglevel="WARNING", logfile=None, format="", colorize=False
+    )
+    assert responses
+    root = stdlib_logging.getLogger()
+    assert root.level == stdlib_logging.INFO
+    assert [type(handler.formatter) for handler in root.handlers if handler.formatter] == [
+        structlog.stdlib.ProcessorFormatter
+    ]
