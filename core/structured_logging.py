@@ -125,7 +125,7 @@ def logging_config(*, level: str, log_format: str) -> dict[str, Any]:
             # Django's own handlers would print records a second time, unformatted.
             "django": {"handlers": ["console"], "level": level, "propagate": False},
             # runserver's access lines duplicate core.request_logging's; keep its errors.
-            "django.server": {"handlers": ["console"], "level": "WARNING", "propagate": False},
+            "django.server": {"handlers": ["console"], "level": "ERROR", "propagate": False},
         },
     }
 

@@ -81,6 +81,7 @@ def test_the_worker_keeps_the_django_log_configuration() -> None:
     import logging as stdlib_logging
 
     from celery.signals import setup_logging
+    from django.conf import settings
 
     # With a receiver connected, Celery's worker configures no logging of its own.
     responses = setup_logging.send(
@@ -88,7 +89,8 @@ def test_the_worker_keeps_the_django_log_configuration() -> None:
     )
     assert responses
     root = stdlib_logging.getLogger()
-    assert root.level == stdlib_logging.INFO
+    # Its level is LOG_LEVEL's, not the WARNING passed as Celery's command-line level.
+    assert stdlib_logging.getLevelName(root.level) == settings.LOGGING["root"]["level"]
     assert [type(handler.formatter) for handler in root.handlers if handler.formatter] == [
         structlog.stdlib.ProcessorFormatter
     ]
