@@ -25,14 +25,7 @@ from celery.signals import (
     worker_process_shutdown,
     worker_ready,
 )
-from prometheus_client import (
-    REGISTRY,
-    CollectorRegistry,
-    Counter,
-    Histogram,
-    multiprocess,
-    start_http_server,
-)
+from prometheus_client import Counter, Histogram, multiprocess, start_http_server
 
 logger = logging.getLogger(__name__)
 
@@ -111,14 +104,13 @@ def start_metrics_server() -> tuple[WSGIServer, Thread] | None:
     global _server
     from django.conf import settings
 
+    # Imported here: this module loads with config.celery, before Django's apps are ready.
+    from core.metrics import scrape_registry
+
     if _server is not None or not settings.CELERY_METRICS_PORT:
         return _server
-    registry = REGISTRY
-    if _multiproc_dir():
-        registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)
     _server = start_http_server(
-        settings.CELERY_METRICS_PORT, addr=settings.CELERY_METRICS_ADDR, registry=registry
+        settings.CELERY_METRICS_PORT, addr=settings.CELERY_METRICS_ADDR, registry=scrape_registry()
     )
     logger.info(
         "celery metrics on %s:%s", settings.CELERY_METRICS_ADDR, settings.CELERY_METRICS_PORT
