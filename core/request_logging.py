@@ -36,6 +36,14 @@ def request_id_from(value: str | None) -> str:
     return uuid.uuid4().hex
 
 
+def current_request_id() -> str:
+    """The id of the request (or task) being served in this context; "" outside any.
+
+    For code that stores or forwards it (the events outbox records it with each event).
+    """
+    return str(structlog.contextvars.get_contextvars().get("request_id", ""))
+
+
 def client_ip(request: HttpRequest) -> str:
     """The client's address, trusting X-Forwarded-For only as far as TRUSTED_PROXY_COUNT.
 

@@ -5,7 +5,7 @@ import re
 import pytest
 from rest_framework.test import APIClient
 
-from core.request_logging import request_id_from
+from core.request_logging import current_request_id, request_id_from
 from users import services
 
 pytestmark = pytest.mark.django_db
@@ -127,3 +127,20 @@ def test_an_unresolved_session_user_is_not_loaded_for_the_log(
         APIClient().get("/healthz", headers={"Cookie": "sessionid=abc"})
     (line,) = log_output.events("request")
     assert line["user_id"] is None
+
+
+def test_current_request_id_is_the_one_being_served(monkeypatch) -> None:
+    seen = []
+
+    def spy(**kwargs: object) -> None:
+        seen.append(current_request_id())
+        raise services.InvalidCredentials("no")
+
+    monkeypatch.setattr(services, "auth_token_create", spy)
+    APIClient().post(
+        "/api/v1/auth/token/",
+        {"email": "ann@example.com", "password": "whatever-it-is-1"},
+        format="json",
+        headers={"X-Request-ID": "seen-1"},
+    )
+    assert seen == ["seen-1"]
