@@ -111,8 +111,18 @@ WORKER_ENV := set -a && . ./.services.env && set +a && \
 worker: $(RUNTIME) ## Celery worker for the events and webhooks queues (WORKER_QUEUES), against .services.env
 	@test -f .services.env || { echo "Run 'make services-up' first." >&2; exit 1; }
 	$(WORKER_ENV) && $(BIN)/python manage.py migrate --noinput && \
-	$(BIN)/celery -A config worker -Q $(WORKER_QUEUES) -c $(WORKER_CONCURRENCY) -l INFO
+	PROMETHEUS_MULTIPROC_DIR=$$(mktemp -d) $(BIN)/celery -A config worker -Q $(WORKER_QUEUES) -c $(WORKER_CONCURRENCY)
 
 beat: $(RUNTIME) ## Celery beat: the outbox sweeper's schedule, against .services.env
 	@test -f .services.env || { echo "Run 'make services-up' first." >&2; exit 1; }
-	$(WORKER_ENV) && $(BIN)/celery -A config beat -l INFO -s $(VENV)/celerybeat-schedule
+	$(WORKER_ENV) && $(BIN)/celery -A config beat -s $(VENV)/celerybeat-schedule
+
+# --- Observability (issue 6) ------------------------------------------------------------
+.PHONY: alerts-check
+
+alerts-check: ## promtool: check the alert rules and run their unit tests (installs prometheus as root)
+	@command -v promtool >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; \
+	  else echo "promtool missing: sudo apt-get install prometheus" >&2; exit 1; fi; }
+	promtool check rules deploy/prometheus/userservice-rules.yml
+	cd deploy/prometheus/tests && promtool test rules userservice-rules-test.yml

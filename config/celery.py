@@ -9,3 +9,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 app = Celery("userservice")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+# --- Observability (issue 6): request ids into tasks' logs; the worker's task metrics. ---
+# Imported for their signal handlers, in every process that publishes or runs tasks.
+from core import celery_logging, celery_metrics  # noqa: E402, F401

@@ -28,7 +28,9 @@ preload_app = os.environ.get("GUNICORN_PRELOAD", "true").lower() in ("1", "true"
 # Heartbeat files on tmpfs: the image runs with a read-only root filesystem.
 worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None  # noqa: S108 (tmpfs)
 
-accesslog = os.environ.get("GUNICORN_ACCESS_LOG", "-") or None
+# Off by default: the application already writes one richer JSON line per request
+# (core/request_logging.py); gunicorn's own line adds only requests Django never saw.
+accesslog = os.environ.get("GUNICORN_ACCESS_LOG", "") or None
 errorlog = "-"
 logger_class = "config.gunicorn_logger.JsonAccessLogger"
 
@@ -49,3 +51,12 @@ def post_worker_init(worker: Any) -> None:
             listener.close()
 
     signal.signal(signal.SIGTERM, handle_exit)
+
+
+# --- Metrics (issue 6): every worker's figures add up in /metrics -----------------------
+# prometheus_client's multiprocess mode; see core/gunicorn_hooks.py. Must run before the
+# app (and so prometheus_client) is imported, which preload_app does before on_starting.
+from core.gunicorn_hooks import child_exit, on_starting, use_multiprocess_metrics  # noqa: E402
+
+use_multiprocess_metrics(port=os.environ.get("PORT", "8000"))
+__all__ = ["child_exit", "on_starting"]

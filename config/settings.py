@@ -11,6 +11,8 @@ from pathlib import Path
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
+from core.structured_logging import logging_config
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
@@ -48,6 +50,10 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # Observability (issue 6): first and last, so metrics time the whole stack and every
+    # line logged while serving a request carries its id.
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
+    "core.request_logging.RequestLoggingMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "core.middleware.RequestBodyLimitMiddleware",
@@ -58,6 +64,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -346,14 +353,16 @@ USE_TZ = True
 
 EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
 
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
-    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
-    # Django's own console handler would print every record a second time.
-    "loggers": {"django": {"handlers": ["console"], "propagate": False}},
-}
+# --- Observability (issue 6): logs, worker metrics -------------------------------------
+
+# JSON lines in production; readable key=value text for `make run`. See docs/observability.md.
+LOG_FORMAT = env.str("LOG_FORMAT", default="console" if DEBUG else "json")
+if LOG_FORMAT not in ("json", "console"):
+    raise ImproperlyConfigured("LOG_FORMAT must be 'json' or 'console'.")
+LOGGING = logging_config(level=env.str("LOG_LEVEL", default="INFO"), log_format=LOG_FORMAT)
+# The Celery worker serves its task metrics here (0: not at all); loopback unless told.
+CELERY_METRICS_PORT = env.int("CELERY_METRICS_PORT", default=9808)
+CELERY_METRICS_ADDR = env.str("CELERY_METRICS_ADDR", default="127.0.0.1")
 
 # --- Health (readiness, issue #6) -----------------------------------------------------
 

@@ -5,3 +5,9 @@ class CoreConfig(AppConfig):
     """Cross-cutting infrastructure: error handling, middleware, health."""
 
     name = "core"
+
+    def ready(self) -> None:
+        """Route structlog's loggers through the LOGGING handlers (issue 6)."""
+        from core.structured_logging import configure_structlog
+
+        configure_structlog()

@@ -26,9 +26,19 @@ from prometheus_client import Counter, Gauge
 
 logger = logging.getLogger(__name__)
 
-REPLICA_UP = Gauge("db_replica_up", "1 if the replica is admitted for reads, else 0.", ["alias"])
+# Each gunicorn worker probes on its own; under multiprocess metrics a scrape shows the most
+# pessimistic live worker's view (min of "up", max of lag), and an exited worker's drops out.
+REPLICA_UP = Gauge(
+    "db_replica_up",
+    "1 if the replica is admitted for reads, else 0.",
+    ["alias"],
+    multiprocess_mode="livemin",
+)
 REPLICA_LAG = Gauge(
-    "db_replica_lag_seconds", "Replication lag of the replica at the last probe.", ["alias"]
+    "db_replica_lag_seconds",
+    "Replication lag of the replica at the last probe.",
+    ["alias"],
+    multiprocess_mode="livemax",
 )
 REPLICA_MARKED_DOWN = Counter(
     "db_replica_marked_down_total",

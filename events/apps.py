@@ -9,11 +9,10 @@ class EventsConfig(AppConfig):
     name = "events"
 
     def ready(self) -> None:
-        """Register the outbox collector with prometheus_client's default registry."""
-        from prometheus_client import REGISTRY
-
+        """Serve the outbox figures on every scrape, gunicorn's multiprocess mode included."""
+        from core.metrics import register_live_collector
         from events.metrics import OutboxCollector
 
         # ValueError: already registered (ready() can run twice in test and reload setups).
         with suppress(ValueError):
-            REGISTRY.register(OutboxCollector())
+            register_live_collector(OutboxCollector())

@@ -6,6 +6,7 @@ OutboxCollector, so any process that exposes /metrics (issue #6) reports the tru
 rather than what one worker last saw.
 """
 
+import logging
 from collections.abc import Iterable
 
 from django.db.models import Count, Min, Q
@@ -15,6 +16,8 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from events.breaker import CLOSED, HALF_OPEN, OPEN, breaker_state
+
+logger = logging.getLogger(__name__)
 
 HANDLED = Counter(
     "events_handled_total", "Events handled, per topic and handler.", ["topic", "handler"]
@@ -72,7 +75,19 @@ class OutboxCollector(Collector):
         ]
 
     def collect(self) -> Iterable[GaugeMetricFamily]:
-        """Read the figures now."""
+        """Read the figures now; with the database unreachable, report nothing of them.
+
+        A scrape must still serve every other metric while the database is down, which is
+        when operators need them most.
+        """
+        try:
+            families = list(self._read())
+        except Exception:
+            logger.warning("outbox metrics unavailable", exc_info=True)
+            return
+        yield from families
+
+    def _read(self) -> Iterable[GaugeMetricFamily]:
         from events.models import OutboxEvent, WebhookDelivery, WebhookSubscription
 
         now = timezone.now()

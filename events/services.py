@@ -19,7 +19,8 @@ from django.db import IntegrityError, router, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from events import context, metrics, registry
+from core.request_logging import current_request_id
+from events import metrics, registry
 from events.models import HandledEvent, OutboxEvent
 
 logger = logging.getLogger(__name__)
@@ -41,7 +42,7 @@ def event_publish(*, topic: str, aggregate_id: object, payload: dict[str, Any]) 
         schema_version=SCHEMA_VERSION,
         aggregate_id=str(aggregate_id),
         payload=payload,
-        request_id=context.request_id.get(),
+        request_id=current_request_id(),
     )
     event.full_clean()
     event.save(force_insert=True)

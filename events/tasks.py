@@ -5,41 +5,23 @@ redelivered or late message sees the current state.
 """
 
 import logging
-from typing import Any
 from uuid import UUID
 
 from celery import Task, shared_task
-from celery.signals import task_postrun, task_prerun
 from django.conf import settings
 
 from core import db_router
-from events import context, metrics, services, webhooks
+from events import metrics, services, webhooks
 from events.backoff import backoff_seconds
 from events.models import OutboxEvent
 
 logger = logging.getLogger(__name__)
 
 
-@task_prerun.connect
-def _restore_request_id(task: Task, **_: Any) -> None:
-    """Carry the request id from the message headers into the task's context (and logs)."""
-    context.request_id.set(getattr(task.request, "request_id", None) or "")
-
-
-@task_postrun.connect
-def _clear_request_id(**_: Any) -> None:
-    context.request_id.set("")
-
-
 @shared_task(bind=True, name="events.tasks.handle_event", max_retries=None)
 def handle_event(self: Task, event_id: str, handler_name: str) -> None:
     """Run one handler for one event; retry with backoff when it raises."""
-    logger.info(
-        "handling event %s with %s (request %s)",
-        event_id,
-        handler_name,
-        context.request_id.get() or "-",
-    )
+    logger.info("handling event %s with %s", event_id, handler_name)
     try:
         # The event may be newer than anything a replica has replayed.
         with db_router.use_primary():

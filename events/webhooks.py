@@ -24,7 +24,7 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import transaction
 from django.utils import timezone
 
-from events import breaker, context, metrics, registry, signing, ssrf
+from events import breaker, metrics, registry, signing, ssrf
 from events.backoff import backoff_seconds
 from events.models import OutboxEvent, WebhookAttempt, WebhookDelivery, WebhookSubscription
 
@@ -297,7 +297,6 @@ def _enqueue_delivery(*, delivery_id: UUID) -> None:
     try:
         deliver_webhook.apply_async(
             args=[str(delivery_id)],
-            headers={"request_id": context.request_id.get()},
             retry=False,
         )
     except Exception:

@@ -4,6 +4,7 @@ Each test goes through the API or the services as production does; the worker is
 `celery -A config worker --beat` subprocess on the same test database.
 """
 
+import json
 import re
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -15,7 +16,7 @@ import pytest
 from django.db import connection
 from rest_framework.test import APIClient
 
-from events import context, signing
+from events import signing
 from events.models import HandledEvent, OutboxEvent, WebhookAttempt, WebhookDelivery
 from events.registry import USER_CREATED, WEBHOOKS, WELCOME_EMAIL
 from events.tasks import handle_event
@@ -36,9 +37,13 @@ STRONG = "violet-harbour-lantern-42"
 SECRET = "a-test-secret-of-enough-length"
 
 
-def sign_up(email: str) -> dict[str, Any]:
+def sign_up(email: str, request_id: str = "") -> dict[str, Any]:
+    headers = {"X-Request-ID": request_id} if request_id else {}
     response = APIClient().post(
-        "/api/v1/users/", {"email": email, "password": STRONG, "display_name": "Ann"}, format="json"
+        "/api/v1/users/",
+        {"email": email, "password": STRONG, "display_name": "Ann"},
+        format="json",
+        headers=headers,
     )
     assert response.status_code == 201, response.content
     return dict(response.json())
@@ -64,12 +69,7 @@ def test_sign_up_sends_the_welcome_email_and_a_signed_webhook_once(
     worker: Worker, receiver: Receiver
 ) -> None:
     subscribe(receiver)
-    # What issue #6's middleware will set per request.
-    token = context.request_id.set("req-ann-1")
-    try:
-        body = sign_up("ann@example.com")
-    finally:
-        context.request_id.reset(token)
+    body = sign_up("ann@example.com", request_id="req-ann-1")
 
     event = OutboxEvent.objects.get(topic=USER_CREATED, aggregate_id=body["id"])
     assert event.published_at is not None, "the fast path publishes on commit"
@@ -100,7 +100,12 @@ def test_sign_up_sends_the_welcome_email_and_a_signed_webhook_once(
     assert handled(event, WEBHOOKS) == 1
     assert delivery_of(event).status == WebhookDelivery.Status.DELIVERED
     # The request id travelled in the task headers into the worker's log lines.
-    assert f"handling event {event.pk} with {WELCOME_EMAIL} (request req-ann-1)" in worker.tail()
+    lines = [json.loads(line) for line in worker.tail().splitlines() if line.startswith("{")]
+    assert any(
+        line.get("request_id") == "req-ann-1"
+        and f"handling event {event.pk} with {WELCOME_EMAIL}" in line.get("event", "")
+        for line in lines
+    ), worker.tail()
 
 
 def test_broker_down_keeps_the_event_and_the_sweeper_publishes_it_once(
