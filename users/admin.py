@@ -90,6 +90,8 @@ class UserAdmin(DjangoUserAdmin):
     paginator = EstimatedCountPaginator
     # The unfiltered total would be a second full COUNT on every search.
     show_full_result_count = False
+    # Facet counts are one COUNT per filter choice over the whole table.
+    show_facets = admin.ShowFacets.NEVER
 
     list_display = ("email", "display_name", "is_active", "is_staff", "date_joined")
     list_filter = ("is_active", "is_staff", "date_joined")
@@ -200,16 +202,17 @@ class UserAdmin(DjangoUserAdmin):
         if not users:
             return None
         verb = "Reactivate" if active else "Deactivate"
+        counted = f"{len(users)} user{'' if len(users) == 1 else 's'}"
         if request.POST.get("post") != "yes":
             return self._confirmation(
                 request,
                 users=users,
-                title=f"{verb} {len(users)} users?",
+                title=f"{verb} {counted}?",
                 action="reactivate_users" if active else "deactivate_users",
             )
         for user in users:
             self._set_active(request, user, active=active)
-        self.message_user(request, f"{verb}d {len(users)} users.", messages.SUCCESS)
+        self.message_user(request, f"{verb}d {counted}.", messages.SUCCESS)
         return None
 
     def _set_active(self, request: HttpRequest, user: User, *, active: bool) -> None:

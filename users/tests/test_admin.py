@@ -370,3 +370,9 @@ def test_change_form_edits_are_on_the_history_page(admin_client_: Client, user: 
     history = admin_client_.get(f"/admin/users/user/{user.pk}/history/")
     assert history.status_code == 200
     assert "Changed Display name." in history.content.decode()
+
+
+def test_facet_counts_are_never_computed(admin_client_: Client) -> None:
+    page = admin_client_.get("/admin/users/user/", {"_facets": "True"})
+    assert page.status_code == 200
+    assert "Show counts" not in page.content.decode()
