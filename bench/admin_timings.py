@@ -51,6 +51,7 @@ def main() -> None:
     print(f"{'page':<34} {'median ms':>10} {'min ms':>8} {'max ms':>8}")
     _report("changelist, first page", lambda _: CHANGELIST, client)
     _report("changelist, page 50", lambda _: f"{CHANGELIST}?p=50", client)
+    _report("changelist, page 100 (last linked)", lambda _: f"{CHANGELIST}?p=100", client)
     _report(
         "email prefix search",
         lambda n: f"{CHANGELIST}?q={samples[n].email[:10]}",

@@ -376,3 +376,22 @@ def test_facet_counts_are_never_computed(admin_client_: Client) -> None:
     page = admin_client_.get("/admin/users/user/", {"_facets": "True"})
     assert page.status_code == 200
     assert "Show counts" not in page.content.decode()
+
+
+def test_pages_beyond_the_cap_are_neither_linked_nor_served(
+    admin_client_: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from users import admin as users_admin
+
+    monkeypatch.setattr(users_admin, "MAX_PAGES", 2)
+    monkeypatch.setattr(users_admin.UserAdmin, "list_per_page", 2)
+    UserFactory.create_batch(7)  # 8 users with the admin: 4 pages without the cap
+
+    first = admin_client_.get("/admin/users/user/")
+    assert first.context["cl"].paginator.num_pages == 2
+    assert "?p=2" in first.content.decode()
+    assert "?p=3" not in first.content.decode()
+    assert admin_client_.get("/admin/users/user/", {"p": 2}).status_code == 200
+    beyond = admin_client_.get("/admin/users/user/", {"p": 3})
+    assert beyond.status_code == 302
+    assert beyond["Location"].endswith("?e=1")
