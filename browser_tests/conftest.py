@@ -65,14 +65,49 @@ def browser(playwright: Playwright) -> Iterator[Browser]:
     browser.close()
 
 
+def _new_page(browser: Browser, base_url: str, storage_state: Any = None) -> Page:
+    context: BrowserContext = browser.new_context(
+        base_url=base_url,
+        viewport=VIEWPORT,  # type: ignore[arg-type]
+        storage_state=storage_state,
+    )
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    return page
+
+
 @pytest.fixture
 def page(browser: Browser, base_url: str) -> Iterator[Page]:
     """A page in its own context: no cookies shared between tests."""
-    context: BrowserContext = browser.new_context(base_url=base_url, viewport=VIEWPORT)  # type: ignore[arg-type]
-    page = context.new_page()
-    page.set_default_timeout(15_000)
+    page = _new_page(browser, base_url)
     yield page
-    context.close()
+    page.context.close()
+
+
+@pytest.fixture(scope="session")
+def staff_session(browser: Browser, base_url: str, staff_login: tuple[str, str]) -> Any:
+    """Cookies of one staff login, reused by every test that needs one.
+
+    One login for the whole run: the server throttles logins per IP (20 a minute by
+    default), and every test here comes from 127.0.0.1.
+    """
+    page = _new_page(browser, base_url)
+    page.goto("/admin/login/")
+    page.fill("#id_username", staff_login[0])
+    page.fill("#id_password", staff_login[1])
+    page.click("input[type=submit]")
+    page.locator("#user-tools").wait_for()
+    state = page.context.storage_state()
+    page.context.close()
+    return state
+
+
+@pytest.fixture
+def staff_page(browser: Browser, base_url: str, staff_session: Any) -> Iterator[Page]:
+    """A page logged in as the staff superuser."""
+    page = _new_page(browser, base_url, storage_state=staff_session)
+    yield page
+    page.context.close()
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,6 @@ import re
 from pathlib import Path
 from typing import Any
 
-import pytest
 from playwright.sync_api import Page, expect
 
 CHANGELIST = "/admin/users/user/"
@@ -26,14 +25,6 @@ def log_in(page: Page, email: str, password: str) -> Any:
     with page.expect_navigation() as navigation:
         page.click("input[type=submit]")
     return navigation.value
-
-
-@pytest.fixture
-def staff_page(page: Page, staff_login: tuple[str, str]) -> Page:
-    """A page logged in as the staff superuser."""
-    log_in(page, *staff_login)
-    expect(page.locator("#user-tools")).to_contain_text("Log out")
-    return page
 
 
 def test_staff_log_in(page: Page, staff_login: tuple[str, str], screenshots: Path) -> None:
@@ -134,3 +125,31 @@ def test_repeated_failed_logins_are_locked_out(page: Page, screenshots: Path) ->
     assert statuses[5:] == [429] * 3
     expect(page.locator("#login-throttled")).to_contain_text("Too many login attempts")
     page.screenshot(path=screenshots / "admin-throttled.png")
+
+
+def test_reactivate_one_user_from_their_page_and_see_the_history(
+    staff_page: Page, signed_up: dict[str, str], api: Any, screenshots: Path
+) -> None:
+    page = staff_page
+    page.goto(f"{CHANGELIST}?q={signed_up['email']}")
+    page.click(f"#result_list a:text-is('{signed_up['email']}')")
+    page.click("a.deactivatelink")
+    expect(page.locator("#content h1")).to_have_text(f"Deactivate {signed_up['email']}?")
+    page.click("input[type=submit][value^='Yes']")
+    expect(page.locator("ul.messagelist")).to_contain_text(f"Deactivated {signed_up['email']}.")
+
+    page.click("a.reactivatelink")
+    page.click("input[type=submit][value^='Yes']")
+    expect(page.locator("ul.messagelist")).to_contain_text(f"Reactivated {signed_up['email']}.")
+
+    page.click("a.historylink")
+    history = page.locator("#change-history")
+    expect(history).to_contain_text("Deactivated.")
+    expect(history).to_contain_text("Reactivated.")
+    page.screenshot(path=screenshots / "admin-history.png")
+    # The user can log in again.
+    token = api.post(
+        "/api/v1/auth/token/",
+        data={"email": signed_up["email"], "password": signed_up["password"]},
+    )
+    assert token.status == 200, token.text()
