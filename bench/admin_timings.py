@@ -63,6 +63,8 @@ def main() -> None:
         lambda n: f"{CHANGELIST}?q={samples[n].display_name[:-3].replace(' ', '+')}",
         client,
     )
+    # The broadest searches: tens of thousands of matches, counted exactly for the pager.
+    _report("one-letter search (a, m or s)", lambda n: f"{CHANGELIST}?q={'ams'[n % 3]}", client)
     _report(
         "filter inactive, first page",
         lambda _: f"{CHANGELIST}?is_active__exact=0",
