@@ -152,6 +152,17 @@ class UserAdmin(DjangoUserAdmin):
             return type("OwnUserChangeForm", (form,), {"editing_self": True})
         return form
 
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        """Only superusers may change a superuser.
+
+        Otherwise any staff member with `change_user` could set a superuser's password (or
+        deactivate them) and so become, or lock out, a superuser. This also guards the
+        password page and the single-user deactivate/reactivate pages.
+        """
+        if obj is not None and obj.is_superuser and not request.user.is_superuser:
+            return False
+        return super().has_change_permission(request, obj)
+
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         """Users are deactivated, never deleted: their history and events stay intact."""
         return False
@@ -209,6 +220,10 @@ class UserAdmin(DjangoUserAdmin):
                 messages.ERROR,
             )
             return None
+        if not request.user.is_superuser and any(user.is_superuser for user in users):
+            message = "Only superusers may change superusers; they were left out."
+            self.message_user(request, message, messages.WARNING)
+            users = [user for user in users if not user.is_superuser]
         if not active and any(user.pk == request.user.pk for user in users):
             self.message_user(request, f"{SELF_DEACTIVATION} You were left out.", messages.WARNING)
             users = [user for user in users if user.pk != request.user.pk]

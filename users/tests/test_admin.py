@@ -395,3 +395,39 @@ def test_pages_beyond_the_cap_are_neither_linked_nor_served(
     beyond = admin_client_.get("/admin/users/user/", {"p": 3})
     assert beyond.status_code == 302
     assert beyond["Location"].endswith("?e=1")
+
+
+def test_staff_cannot_change_superusers_by_any_door() -> None:
+    client, _ = staff_client("view_user", "change_user")
+    boss = UserFactory.create(is_staff=True, is_superuser=True)
+    other = UserFactory.create()
+
+    assert client.post(f"/admin/users/user/{boss.pk}/deactivate/").status_code == 403
+    password = client.post(
+        f"/admin/users/user/{boss.pk}/password/", {"password1": STRONG, "password2": STRONG}
+    )
+    assert password.status_code == 403
+    change = client.post(
+        f"/admin/users/user/{boss.pk}/change/", change_form_data(boss, is_active="")
+    )
+    assert change.status_code == 403
+    selected = [str(boss.pk), str(other.pk)]
+    bulk = client.post(
+        "/admin/users/user/",
+        {"action": "deactivate_users", "_selected_action": selected, "post": "yes"},
+        follow=True,
+    )
+    assert "Only superusers may change superusers" in bulk.content.decode()
+
+    boss.refresh_from_db()
+    other.refresh_from_db()
+    assert boss.is_active
+    assert not boss.check_password(STRONG)
+    assert not other.is_active
+
+
+def test_superusers_can_change_superusers(admin_client_: Client) -> None:
+    boss = UserFactory.create(is_staff=True, is_superuser=True)
+    assert admin_client_.post(f"/admin/users/user/{boss.pk}/deactivate/").status_code == 302
+    boss.refresh_from_db()
+    assert not boss.is_active
