@@ -16,8 +16,9 @@ TEST_PORT_BASE ?= 26432
 TEST_SERVICES := SERVICES_NAME=test SERVICES_PORT_BASE=$(TEST_PORT_BASE) SERVICES_ENV_FILE=.services.test.env
 # `make serve`: production settings, on plain HTTP on loopback.
 SERVE_ENV := DJANGO_DEBUG=false DJANGO_SECURE_SSL_REDIRECT=false DJANGO_SECURE_COOKIES=false
+SERVE_ENV_FILE ?= .services.env
 
-.PHONY: help run superuser test lint format serve services-up services-down clean
+.PHONY: help run superuser test lint format serve services-up services-down clean seed test-browser
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-15s %s\n", $$1, $$2}'
@@ -61,8 +62,8 @@ services-down: ## Stop the development services and delete their data
 	@bash scripts/services.sh down
 
 serve: $(RUNTIME) ## gunicorn with production settings against `make services-up` on 127.0.0.1:$(PORT)
-	@test -f .services.env || { echo "Run 'make services-up' first." >&2; exit 1; }
-	set -a && . ./.services.env && set +a && \
+	@test -f $(SERVE_ENV_FILE) || { echo "Run 'make services-up' first." >&2; exit 1; }
+	set -a && . ./$(SERVE_ENV_FILE) && set +a && \
 	export $(SERVE_ENV) DJANGO_SECRET_KEY=$${DJANGO_SECRET_KEY:-$$($(BIN)/python -c 'import secrets; print(secrets.token_urlsafe(50))')} && \
 	$(BIN)/python manage.py migrate --noinput && \
 	$(BIN)/python manage.py collectstatic --noinput -v0 && \
@@ -126,3 +127,15 @@ alerts-check: ## promtool: check the alert rules and run their unit tests (insta
 	  else echo "promtool missing: sudo apt-get install prometheus" >&2; exit 1; fi; }
 	promtool check rules deploy/prometheus/userservice-rules.yml
 	cd deploy/prometheus/tests && promtool test rules userservice-rules-test.yml
+
+# --- Staff admin (issue #10) ----------------------------------------------------------
+USERS ?= 1000
+BROWSER_PORT ?= 18767
+
+seed: $(RUNTIME) ## Load USERS realistic users fast into `make services-up`'s database (else SQLite)
+	if [ -f .services.env ]; then set -a && . ./.services.env && set +a; fi && \
+	$(EMBEDDED) $(BIN)/python manage.py migrate --noinput && \
+	$(EMBEDDED) $(BIN)/python manage.py seed_users $(USERS)
+
+test-browser: $(DEV) ## The admin in headless Chromium against `make serve` on disposable services
+	TEST_PORT_BASE=$(TEST_PORT_BASE) BROWSER_PORT=$(BROWSER_PORT) bash scripts/browser_tests.sh

@@ -4,10 +4,14 @@ from typing import Any
 from uuid import UUID
 
 from django.core.exceptions import ValidationError
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
+from django.db.models.functions import Lower
 
 from users.filters import UserFilter
 from users.models import User
+
+# A UUID in its canonical, hyphenated form: the admin's search box also takes an id.
+UUID_LENGTH = 36
 
 
 def user_get(*, user_id: UUID, viewer: User) -> User | None:
@@ -30,3 +34,32 @@ def user_list(*, filters: dict[str, Any] | None = None) -> QuerySet[User]:
     if not filterset.is_valid():
         raise ValidationError(filterset.errors)
     return filterset.qs.order_by("date_joined", "id")
+
+
+def user_search(*, term: str, queryset: QuerySet[User] | None = None) -> QuerySet[User]:
+    """Users whose email or display name starts with `term`, ignoring case; or the user
+    whose id it is.
+
+    Only prefix matches, each served by a B-tree index at any table size: the email's
+    `varchar_pattern_ops` index (emails are stored lower-case, so the term is lower-cased
+    rather than the column) and the `lower(display_name) text_pattern_ops` index of
+    migration 0002. A term with an `@` can only be an email, so display names are skipped.
+    An exact email is its own prefix. A `%term%` search would have to read every row.
+    """
+    users = User.objects.all() if queryset is None else queryset
+    term = term.strip().lower()
+    if not term:
+        return users
+    if len(term) == UUID_LENGTH:
+        try:
+            return users.filter(pk=UUID(term))
+        except ValueError:
+            pass
+    by_email = Q(email__startswith=term)
+    if "@" in term:
+        return users.filter(by_email)
+    # The expression must be the indexed one, lower(display_name), not Django's istartswith
+    # (which compiles to UPPER(...)::text and so could use no index).
+    return users.alias(display_name_lower=Lower("display_name")).filter(
+        by_email | Q(display_name_lower__startswith=term)
+    )

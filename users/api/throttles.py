@@ -39,6 +39,10 @@ class LoginEmailThrottle(SimpleRateThrottle):
     def get_cache_key(self, request: Request, view: APIView) -> str | None:
         """Key by the canonical email in the body; no email, no key (validation rejects it)."""
         email = request.data.get("email") if hasattr(request.data, "get") else None
+        return self.key_for_email(email)
+
+    def key_for_email(self, email: object) -> str | None:
+        """The counter's key for this email; None when there is no email to count."""
         if not isinstance(email, str) or not email:
             return None
         # Hashed: keeps cache keys short, free of odd characters and of personal data.

@@ -60,3 +60,34 @@ class TestUserList:
         with pytest.raises(ValidationError) as error:
             selectors.user_list(filters=filters)
         assert set(error.value.message_dict) == set(filters)
+
+
+class TestUserSearch:
+    def test_email_prefix_and_exact_ignoring_case(self) -> None:
+        needle = UserFactory.create(email="needle.person@example.com", display_name="")
+        UserFactory.create(email="other@example.com", display_name="")
+
+        assert list(selectors.user_search(term="  NEEDLE.P ")) == [needle]
+        assert list(selectors.user_search(term="Needle.Person@Example.com")) == [needle]
+
+    def test_display_name_prefix_ignoring_case(self) -> None:
+        ann = UserFactory.create(display_name="Ann Lovelace")
+        UserFactory.create(display_name="Bob Annan")
+
+        assert list(selectors.user_search(term="ann lo")) == [ann]
+        # Prefixes only: the middle of a name would need a full scan.
+        assert list(selectors.user_search(term="lovelace")) == []
+
+    def test_a_term_with_at_sign_matches_emails_only(self) -> None:
+        UserFactory.create(email="x@example.com", display_name="ann@home")
+        assert list(selectors.user_search(term="ann@")) == []
+
+    def test_like_wildcards_are_literal(self) -> None:
+        UserFactory.create(email="abc@example.com", display_name="abc")
+        assert list(selectors.user_search(term="a%c")) == []
+        assert list(selectors.user_search(term="a_c")) == []
+
+    def test_an_id_finds_its_user_and_an_empty_term_everyone(self) -> None:
+        user, other = UserFactory.create(), UserFactory.create()
+        assert list(selectors.user_search(term=str(user.pk).upper())) == [user]
+        assert set(selectors.user_search(term="  ")) == {user, other}
