@@ -16,6 +16,10 @@ from django.http import HttpRequest
 from knox.models import AuthToken
 
 from core.exceptions import InvalidCredentials
+from users.cache import (
+    auth_tokens_forget_on_commit,
+    user_cache_invalidate_on_commit,
+)
 from users.models import User, normalize_email
 
 # Every field `user_update` may change. Which of them a caller may touch is decided by
@@ -54,6 +58,8 @@ def user_create(
     try:
         with transaction.atomic():
             user.save(force_insert=True)
+            # Cache: clears a cached "absent" for this id once committed.
+            user_cache_invalidate_on_commit(user)
             # Event: user.created
     except IntegrityError as exc:
         # Two sign-ups raced past full_clean's uniqueness check; the index decided.
@@ -82,6 +88,7 @@ def user_update(*, user: User, data: dict[str, Any]) -> User:
     try:
         with transaction.atomic():
             user.save(update_fields=[*changed, "updated_at"])
+            user_cache_invalidate_on_commit(user)
             if was_active and not user.is_active:
                 _revoke_tokens(user=user)
             # Event: user.deactivated if is_active went to False, else user.updated
@@ -123,6 +130,7 @@ def user_set_password(
         user.set_password(password)
     with transaction.atomic():
         user.save(update_fields=["password", "updated_at"])
+        user_cache_invalidate_on_commit(user)
         _revoke_tokens(user=user, keep=keep_token)
         # Event: user.updated
     return user
@@ -144,7 +152,9 @@ def auth_token_create(
 
 def auth_token_revoke(*, token: AuthToken) -> None:
     """Revoke one token (logout)."""
-    token.delete()
+    with transaction.atomic():
+        token.delete()
+        auth_tokens_forget_on_commit([token.digest])
 
 
 def _validate_password(password: str, *, user: User) -> None:
@@ -159,4 +169,7 @@ def _revoke_tokens(*, user: User, keep: AuthToken | None = None) -> None:
     tokens = AuthToken.objects.filter(user=user)
     if keep is not None:
         tokens = tokens.exclude(pk=keep.pk)
-    tokens.delete()
+    # Exactly the rows deleted get tombstoned in the token cache, after commit.
+    digests = list(tokens.values_list("digest", flat=True))
+    AuthToken.objects.filter(digest__in=digests).delete()
+    auth_tokens_forget_on_commit(digests)
