@@ -321,6 +321,7 @@ class Entry:
 class _Flight:
     done: threading.Event
     result: Entry | None = None
+    waiters: int = 0
 
 
 class VersionedCache:
@@ -404,6 +405,10 @@ class VersionedCache:
         self._replay_pending()
         local = self._local_get(key)
         client = shared_redis()
+        if key in self._pending:
+            # Redis may still hold this key's entry from before a write it could not be
+            # told about: until the invalidation is delivered, Redis is not asked.
+            client = None
         if client is None:
             if local is not None:
                 CACHE_HITS.labels(self.name, "local").inc()
@@ -449,6 +454,8 @@ class VersionedCache:
             leader = flight is None
             if flight is None:
                 flight = self._flights[key] = _Flight(done=threading.Event())
+            else:
+                flight.waiters += 1
         if not leader:
             # Another thread of this process is loading this key: wait for its result.
             if flight.done.wait(self._wait_seconds()) and flight.result is not None:
@@ -462,6 +469,12 @@ class VersionedCache:
             with self._lock:
                 self._flights.pop(key, None)
             flight.done.set()
+
+    def waiting(self, key: str) -> int:
+        """How many threads of this process wait for the load of `key` now."""
+        with self._lock:
+            flight = self._flights.get(key)
+            return 0 if flight is None else flight.waiters
 
     def _wait_seconds(self) -> float:
         return float(settings.CACHE_FILL_LOCK_TIMEOUT) + 1.0
@@ -565,7 +578,9 @@ class VersionedCache:
                 self._pending[key] = max(version, self._pending.get(key, -1))
 
     def _replay_pending(self) -> None:
-        if not self._pending or redis_guard.is_open:
+        # While the breaker is open each attempt fails at once, without any I/O; one that
+        # fails stays pending.
+        if not self._pending:
             return
         with self._lock:
             pending, self._pending = self._pending, {}

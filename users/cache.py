@@ -132,7 +132,10 @@ def auth_token_get(digest: str) -> AuthToken | None:
     if client is None:
         raise RedisUnavailable("no shared cache configured")
     replay_pending_tombstones()
-    raw = redis_guard.call(client.get, _token_key(digest))
+    key = _token_key(digest)
+    if key in _pending_tombstones:
+        raise TokenRevoked(digest)
+    raw = redis_guard.call(client.get, key)
     if raw is None:
         CACHE_MISSES.labels("token", "redis").inc()
         return None
@@ -214,7 +217,7 @@ _pending_tombstones: set[str] = set()
 
 def replay_pending_tombstones() -> None:
     """Write tombstones that an outage deferred, once Redis answers again."""
-    if not _pending_tombstones or redis_guard.is_open:
+    if not _pending_tombstones:
         return
     keys = list(_pending_tombstones)
     _pending_tombstones.difference_update(keys)

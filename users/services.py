@@ -152,9 +152,10 @@ def auth_token_create(
 
 def auth_token_revoke(*, token: AuthToken) -> None:
     """Revoke one token (logout)."""
+    digest = token.digest  # `delete()` clears the primary key
     with transaction.atomic():
         token.delete()
-        auth_tokens_forget_on_commit([token.digest])
+        auth_tokens_forget_on_commit([digest])
 
 
 def _validate_password(password: str, *, user: User) -> None:
