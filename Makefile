@@ -70,3 +70,8 @@ serve: $(RUNTIME) ## gunicorn with production settings against `make services-up
 
 clean: ## Remove the virtualenv, SQLite database and collected static files
 	rm -rf $(VENV) db.sqlite3 staticfiles
+
+# --- Benchmarks (issue #4); not part of `make test` ---------------------------------
+.PHONY: bench-cache
+bench-cache: $(DEV) ## Benchmark GET /users/{id}/ cold/warm vs a bare WSGI ceiling (wrk, own services)
+	$(BIN)/python bench/run.py
