@@ -8,7 +8,8 @@ user. Phases, one after the other, each BENCH_DURATION long:
 * ceiling: a bare WSGI app returning the bytes of a real response (bench/ceiling.py),
   same gunicorn settings;
 * cold: Redis flushed and fresh workers (empty local layers), then load;
-* warm: the same load again, caches filled by the cold phase.
+* warm: every user and token primed into Redis (bench/prime.py), then the same load;
+  the local layers fill from the traffic.
 
 Prints requests/s, p50/p95/p99, errors, hit ratio per layer (from the workers'
 prometheus counters) and the ratio to the ceiling. Everything it started is stopped.
@@ -163,7 +164,7 @@ def ratios(before: dict[Any, float], after: dict[Any, float]) -> dict[str, float
     def ratio(hit: float, miss: float) -> float:
         return hit / (hit + miss) if hit + miss else 0.0
 
-    local_hits = delta("hits", "user", "local") + delta("hits", "user", "flight")
+    local_hits = sum(delta("hits", "user", layer) for layer in ("local", "flight", "request"))
     redis_hits = delta("hits", "user", "redis")
     loads = delta("loads", "user")
     lookups = local_hits + redis_hits + loads
@@ -228,6 +229,9 @@ def main() -> None:
             subprocess.run(flush, check=True, stdout=subprocess.DEVNULL)
             with gunicorn("config.wsgi", APP_PORT, app_env, logfile):
                 for phase in ("cold", "warm"):
+                    if phase == "warm":
+                        log("priming Redis with every user and token")
+                        subprocess.run([python, "bench/prime.py"], cwd=ROOT, env=env, check=True)
                     log(f"phase {phase}")
                     before = cache_counters(metrics_dir)
                     results[phase] = wrk(APP_PORT, users_file)

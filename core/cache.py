@@ -47,7 +47,7 @@ from cachetools import LRUCache
 from django.conf import settings
 from django.core.cache import caches
 from django.core.cache.backends.locmem import LocMemCache
-from django.core.signals import setting_changed
+from django.core.signals import request_finished, request_started, setting_changed
 from django.db import connection, transaction
 from django.dispatch import receiver
 from django_redis.cache import RedisCache
@@ -198,7 +198,12 @@ class ResilientRedisCache(RedisCache):
             **options.get("CONNECTION_POOL_KWARGS", {}),
         }
         super().__init__(server, {**params, "OPTIONS": options})
-        self.fallback = LocMemCache(f"redis-fallback-{server}", dict(params))
+        # Django's default of 300 entries would cull throttle histories under real
+        # traffic, weakening the limits exactly when they fall back here.
+        self.fallback = LocMemCache(
+            f"redis-fallback-{server}",
+            {"TIMEOUT": params.get("TIMEOUT", 300), "OPTIONS": {"MAX_ENTRIES": 100_000}},
+        )
 
     def redis_client(self) -> redis.Redis:
         """The raw redis-py client (no I/O until a command runs)."""
@@ -303,6 +308,20 @@ redis.call('DEL', KEYS[1])
 return 1
 """
 
+# Keys already resolved during the current request of this thread (None outside one).
+_request_memo = threading.local()
+
+
+@receiver(request_started)
+def _request_started(**kwargs: Any) -> None:
+    _request_memo.entries = {}
+
+
+@receiver(request_finished)
+def _request_finished(**kwargs: Any) -> None:
+    _request_memo.entries = None
+
+
 # A negative entry's version: older than any real row, so any stamp refuses it.
 ABSENT_VERSION = 0
 
@@ -401,7 +420,21 @@ class VersionedCache:
     # -- reads
 
     def get(self, key: str, load: Callable[[], tuple[int, Any] | None]) -> Any:
-        """The data for `key`: local layer, Redis, else `load()` (then cached)."""
+        """The data for `key`: local layer, Redis, else `load()` (then cached).
+
+        Within one HTTP request a key is resolved once: authentication and the view both
+        read the caller's own entry, and one request is one point in time.
+        """
+        memo: dict[tuple[str, str], Any] | None = getattr(_request_memo, "entries", None)
+        if memo is not None and (self.name, key) in memo:
+            CACHE_HITS.labels(self.name, "request").inc()
+            return memo[(self.name, key)]
+        data = self._resolve(key, load)
+        if memo is not None:
+            memo[(self.name, key)] = data
+        return data
+
+    def _resolve(self, key: str, load: Callable[[], tuple[int, Any] | None]) -> Any:
         self._replay_pending()
         local = self._local_get(key)
         client = shared_redis()
@@ -555,6 +588,9 @@ class VersionedCache:
 
     def invalidate(self, key: str, *, version: int) -> None:
         """Drop `key` here and in Redis; stamp `version` so older rows are never refilled."""
+        memo: dict[tuple[str, str], Any] | None = getattr(_request_memo, "entries", None)
+        if memo is not None:
+            memo.pop((self.name, key), None)
         with self._lock:
             self._local.pop(key, None)
             if version > self._local_stamps.get(key, -1):
