@@ -80,7 +80,10 @@ REDIS_ERRORS = Counter(
     "userservice_redis_errors_total", "Redis calls that failed (connection, timeout)."
 )
 REDIS_BREAKER_OPEN = Gauge(
-    "userservice_redis_breaker_open", "1 while the circuit breaker skips Redis, else 0."
+    "userservice_redis_breaker_open",
+    "1 while the circuit breaker skips Redis, else 0.",
+    # Under gunicorn with PROMETHEUS_MULTIPROC_DIR: 1 if any live worker skips Redis.
+    multiprocess_mode="livemax",
 )
 REDIS_FALLBACKS = Counter(
     "userservice_redis_fallbacks_total",

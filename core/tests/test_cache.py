@@ -114,6 +114,23 @@ class TestVersionedCacheWithoutRedis:
         assert local_only.get("a", load(2, "v2")) == "v2"
         assert loads == ["v1", "v2"]
 
+    def test_local_copies_live_at_most_the_local_ttl(self, settings: Any) -> None:
+        # Without Redis nothing can tell this process about another's write: the local
+        # TTL is the bound on how long it may serve the old value.
+        settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+        local_ttl = [60.0]
+        versioned = VersionedCache(
+            f"test-{uuid.uuid4().hex}",
+            ttl=lambda: 60.0,
+            negative_ttl=lambda: 60.0,
+            local_ttl=lambda: local_ttl[0],
+            local_max_entries=lambda: 10,
+        )
+        assert versioned.get("a", lambda: (1, "old")) == "old"
+        assert versioned.get("a", lambda: (2, "written elsewhere")) == "old"
+        local_ttl[0] = 0.0  # the bound has passed
+        assert versioned.get("a", lambda: (2, "written elsewhere")) == "written elsewhere"
+
     def test_local_layer_is_bounded(self, local_only: VersionedCache) -> None:
         loads: list[str] = []
 
