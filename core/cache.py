@@ -16,7 +16,8 @@ Three parts, used by the apps' own cache modules (e.g. users/cache.py):
     were made from. Invalidation (after commit) stores the committed version as a stamp
     and deletes the entry in one script; a fill is refused if its row is older than the
     stamp or than the entry already there. So a reader that loaded the old row (racing
-    the write, or from a lagging replica) can never put it back, whatever the routing.
+    the write, or from a lagging replica) can never put it back, whatever the routing;
+    it loads again with `latest=True` (the primary) and serves that instead.
   - single flight: concurrent misses for one key in a process wait for one load, and a
     short Redis lock makes other processes wait for that fill instead of loading too;
   - negative entries for ids that do not exist, short-lived; creating the row stamps a
@@ -311,6 +312,11 @@ redis.call('DEL', KEYS[1])
 return 1
 """
 
+# `load(latest)` returns (version, data), or None if the row does not exist. With
+# `latest=True` it must read the newest committed row (the primary): it is called when
+# the first read turned out older than a committed write, e.g. from a lagging replica.
+Loader = Callable[[bool], tuple[int, Any] | None]
+
 # Keys already resolved during the current request of this thread (None outside one).
 _request_memo = threading.local()
 
@@ -412,17 +418,18 @@ class VersionedCache:
                 return None
             return entry
 
-    def _local_put(self, key: str, entry: Entry) -> None:
-        if self._local_ttl() <= 0:
-            return
+    def _local_put(self, key: str, entry: Entry) -> bool:
+        """Keep `entry` locally; False if this process knows a newer version was written."""
         with self._lock:
             if entry.version < self._local_stamps.get(key, -1):
-                return
-            self._local[key] = entry
+                return False
+            if self._local_ttl() > 0:
+                self._local[key] = entry
+            return True
 
     # -- reads
 
-    def get(self, key: str, load: Callable[[], tuple[int, Any] | None]) -> Any:
+    def get(self, key: str, load: Loader) -> Any:
         """The data for `key`: local layer, Redis, else `load()` (then cached).
 
         Within one HTTP request a key is resolved once: authentication and the view both
@@ -437,7 +444,7 @@ class VersionedCache:
             memo[(self.name, key)] = data
         return data
 
-    def _resolve(self, key: str, load: Callable[[], tuple[int, Any] | None]) -> Any:
+    def _resolve(self, key: str, load: Loader) -> Any:
         self._replay_pending()
         local = self._local_get(key)
         client = shared_redis()
@@ -478,13 +485,11 @@ class VersionedCache:
         CACHE_MISSES.labels(self.name, "redis").inc()
         return self._load(key, load, client=client).data
 
-    def prime(self, key: str, version: int, data: Any) -> None:
+    def prime(self, key: str, version: int, data: Any) -> bool:
         """Cache data the caller has just read from the database (same rules as a fill)."""
-        self._fill(key, Entry(version, data, time.monotonic()), client=shared_redis())
+        return self._fill(key, Entry(version, data, time.monotonic()), client=shared_redis())
 
-    def _load(
-        self, key: str, load: Callable[[], tuple[int, Any] | None], *, client: redis.Redis | None
-    ) -> Entry:
+    def _load(self, key: str, load: Loader, *, client: redis.Redis | None) -> Entry:
         with self._lock:
             flight = self._flights.get(key)
             leader = flight is None
@@ -515,9 +520,7 @@ class VersionedCache:
     def _wait_seconds(self) -> float:
         return float(settings.CACHE_FILL_LOCK_TIMEOUT) + 1.0
 
-    def _load_as_leader(
-        self, key: str, load: Callable[[], tuple[int, Any] | None], *, client: redis.Redis | None
-    ) -> Entry:
+    def _load_as_leader(self, key: str, load: Loader, *, client: redis.Redis | None) -> Entry:
         token = uuid.uuid4().hex
         if client is not None and not connection.in_atomic_block:
             with contextlib.suppress(RedisUnavailable):
@@ -551,21 +554,27 @@ class VersionedCache:
                 return entry
         return None
 
-    def _load_now(
-        self, key: str, load: Callable[[], tuple[int, Any] | None], *, client: redis.Redis | None
-    ) -> Entry:
+    def _load_now(self, key: str, load: Loader, *, client: redis.Redis | None) -> Entry:
         CACHE_LOADS.labels(self.name).inc()
-        loaded = load()
-        version, data = (ABSENT_VERSION, None) if loaded is None else loaded
-        entry = Entry(version=version, data=data, stored_at=time.monotonic())
-        self._fill(key, entry, client=client)
+        entry = self._entry(load(False))
+        if not self._fill(key, entry, client=client):
+            # Older than a committed write: read the latest and serve (and cache) that.
+            CACHE_LOADS.labels(self.name).inc()
+            entry = self._entry(load(True))
+            self._fill(key, entry, client=client)
         return entry
 
-    def _fill(self, key: str, entry: Entry, *, client: redis.Redis | None) -> None:
+    @staticmethod
+    def _entry(loaded: tuple[int, Any] | None) -> Entry:
+        version, data = (ABSENT_VERSION, None) if loaded is None else loaded
+        return Entry(version=version, data=data, stored_at=time.monotonic())
+
+    def _fill(self, key: str, entry: Entry, *, client: redis.Redis | None) -> bool:
+        """Cache `entry` unless it is older than what is known; False if refused as such."""
         if connection.in_atomic_block:
             # Inside a transaction the row read may be uncommitted: a rollback would leave
             # the cache holding data that never existed. Serve it, do not keep it.
-            return
+            return True
         if client is not None:
             ttl = self._ttl() if entry.data is not None else self._negative_ttl()
             payload = json.dumps({"v": entry.version, "d": entry.data}, separators=(",", ":"))
@@ -579,8 +588,8 @@ class VersionedCache:
                 accepted = 1  # Redis cannot be asked; the local stamps still guard this process.
             if not accepted:
                 CACHE_FILLS_REFUSED.labels(self.name).inc()
-                return
-        self._local_put(key, entry)
+                return False
+        return self._local_put(key, entry)
 
     # -- invalidation
 

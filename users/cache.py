@@ -24,7 +24,7 @@ from typing import Any
 from uuid import UUID
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import connection, router, transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from knox.models import AuthToken
@@ -58,8 +58,12 @@ def _entry(user: User) -> dict[str, Any]:
     return {"user": dict(UserSerializer(user).data), "is_superuser": user.is_superuser}
 
 
-def _load(user_id: UUID) -> tuple[int, dict[str, Any]] | None:
-    user = User.objects.filter(pk=user_id).first()
+def _load(user_id: UUID, latest: bool = False) -> tuple[int, dict[str, Any]] | None:
+    users = User.objects.all()
+    if latest:
+        # The database writes go to holds the newest committed row, whatever reads use.
+        users = users.using(router.db_for_write(User))
+    user = users.filter(pk=user_id).first()
     return None if user is None else (user_version(user), _entry(user))
 
 
@@ -68,12 +72,12 @@ def user_entry_get(user_id: UUID) -> dict[str, Any] | None:
 
     No permission check here: callers decide visibility first (users.selectors).
     """
-    return user_cache.get(str(user_id), lambda: _load(user_id))
+    return user_cache.get(str(user_id), lambda latest: _load(user_id, latest))
 
 
-def user_cache_prime(user: User) -> None:
-    """Cache a user row the caller has just read from the database."""
-    user_cache.prime(str(user.pk), user_version(user), _entry(user))
+def user_cache_prime(user: User) -> bool:
+    """Cache a user row the caller has just read; False if a newer write is known."""
+    return user_cache.prime(str(user.pk), user_version(user), _entry(user))
 
 
 def user_cache_invalidate_on_commit(user: User) -> None:

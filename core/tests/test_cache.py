@@ -52,7 +52,9 @@ def resilient_caches(url: str) -> dict[str, Any]:
 def fragile(settings: Any) -> Iterator[None]:
     """Short Redis timeouts and a quick breaker, for fault tests."""
     settings.REDIS_BREAKER_FAIL_MAX = FAIL_MAX
-    settings.REDIS_BREAKER_RESET_TIMEOUT = 1.0
+    # Long enough that a slow run does not reach the half-open trial while Redis hangs,
+    # short enough that recovery takes seconds.
+    settings.REDIS_BREAKER_RESET_TIMEOUT = 2.0
     yield
     redis_guard.reset()
 
@@ -97,8 +99,8 @@ class TestVersionedCacheWithoutRedis:
     def test_local_hit_invalidation_and_version_guard(self, local_only: VersionedCache) -> None:
         loads: list[str] = []
 
-        def load(version: int, value: str) -> Callable[[], tuple[int, Any]]:
-            def run() -> tuple[int, Any]:
+        def load(version: int, value: str) -> Callable[[bool], tuple[int, Any]]:
+            def run(latest: bool) -> tuple[int, Any]:
                 loads.append(value)
                 return version, value
 
@@ -110,7 +112,7 @@ class TestVersionedCacheWithoutRedis:
 
         local_only.invalidate("a", version=2)
         # A reader that had loaded version 1 before the write cannot keep it.
-        local_only.prime("a", 1, "v1")
+        assert local_only.prime("a", 1, "v1") is False
         assert local_only.get("a", load(2, "v2")) == "v2"
         assert loads == ["v1", "v2"]
 
@@ -126,16 +128,16 @@ class TestVersionedCacheWithoutRedis:
             local_ttl=lambda: local_ttl[0],
             local_max_entries=lambda: 10,
         )
-        assert versioned.get("a", lambda: (1, "old")) == "old"
-        assert versioned.get("a", lambda: (2, "written elsewhere")) == "old"
+        assert versioned.get("a", lambda latest: (1, "old")) == "old"
+        assert versioned.get("a", lambda latest: (2, "written elsewhere")) == "old"
         local_ttl[0] = 0.0  # the bound has passed
-        assert versioned.get("a", lambda: (2, "written elsewhere")) == "written elsewhere"
+        assert versioned.get("a", lambda latest: (2, "written elsewhere")) == "written elsewhere"
 
     def test_local_layer_is_bounded(self, local_only: VersionedCache) -> None:
         loads: list[str] = []
 
-        def load(key: str) -> Callable[[], tuple[int, Any]]:
-            def run() -> tuple[int, Any]:
+        def load(key: str) -> Callable[[bool], tuple[int, Any]]:
+            def run(latest: bool) -> tuple[int, Any]:
                 loads.append(key)
                 return 1, key
 
