@@ -296,6 +296,11 @@ class TestInvalidation:
 
 
 class TestStampede:
+    @pytest.fixture(autouse=True)
+    def _patient(self, settings: Any) -> None:
+        # Waiters give up after this; a slow CI machine must not make them load too.
+        settings.CACHE_FILL_LOCK_TIMEOUT = 10
+
     def test_concurrent_misses_load_once(self, services: dict[str, str], user: User) -> None:
         threads_count = 12
         release = threading.Event()
@@ -335,7 +340,7 @@ class TestStampede:
         self, services: dict[str, str], user: User, redis_client: redis.Redis
     ) -> None:
         # Another process holds the fill lock: this one waits for its entry, no query.
-        redis_client.set(f"vc:user:l:{user.pk}", "other-process", px=5000)
+        redis_client.set(f"vc:user:l:{user.pk}", "other-process", px=20_000)
         misses = metric("userservice_cache_misses_total", cache="user", layer="redis")
         found: list[Any] = []
         counted: list[int] = []
