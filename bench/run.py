@@ -251,15 +251,15 @@ def report(results: dict[str, dict[str, float]]) -> None:
     )
     print(
         "| phase | req/s | p50 ms | p95 ms | p99 ms | errors | user hits: local | user hits: Redis "
-        "(of local misses) | user hits: any | token hits: Redis | vs ceiling |"
+        "(of local misses) | user hits: any | token hits: Redis | Redis errors | vs ceiling |"
     )
-    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for phase, r in results.items():
         cache = (
             f"{r['user_local']:.1%} | {r['user_redis']:.1%} | {r['user_any']:.1%} | "
-            f"{r['token_redis']:.1%}"
+            f"{r['token_redis']:.1%} | {r['redis_errors']:.0f}"
             if phase != "ceiling"
-            else "- | - | - | -"
+            else "- | - | - | - | -"
         )
         print(
             f"| {phase} | {r['rps']:.0f} | {r['p50_ms']:.2f} | {r['p95_ms']:.2f} | "

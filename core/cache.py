@@ -331,6 +331,13 @@ def _request_finished(**kwargs: Any) -> None:
     _request_memo.entries = None
 
 
+# KEYS: lock. ARGV: owner token. Releases the fill lock only if it is still ours: a load
+# that outlived the lock must not release another process's.
+_UNLOCK = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
 # A negative entry's version: older than any real row, so any stamp refuses it.
 ABSENT_VERSION = 0
 
@@ -537,7 +544,11 @@ class VersionedCache:
                 finally:
                     if locked:
                         with contextlib.suppress(RedisUnavailable):
-                            redis_guard.call(client.delete, self._lock_key(key))
+                            redis_guard.call(
+                                client.register_script(_UNLOCK),
+                                keys=[self._lock_key(key)],
+                                args=[token],
+                            )
         return self._load_now(key, load, client=client)
 
     def _wait_for_fill(self, key: str, client: redis.Redis) -> Entry | None:

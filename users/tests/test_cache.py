@@ -364,6 +364,19 @@ class TestStampede:
         assert counted == [0]
         assert found[0]["user"]["id"] == str(user.pk)
 
+    def test_a_load_never_releases_another_process_lock(
+        self, services: dict[str, str], user: User, redis_client: redis.Redis
+    ) -> None:
+        lock = f"vc:user:l:{user.pk}"
+
+        def slow_load(latest: bool) -> Any:
+            # Our lock expired during the load and another process took it.
+            redis_client.set(lock, "other-process", px=20_000)
+            return _load(user.pk, latest)
+
+        assert user_cache.get(str(user.pk), slow_load)["user"]["id"] == str(user.pk)
+        assert redis_client.get(lock) == b"other-process"
+
 
 class TestTokens:
     def login(self, user: User) -> tuple[APIClient, str]:
