@@ -12,10 +12,11 @@ user. Phases, one after the other, each BENCH_DURATION long:
   the local layers fill from the traffic.
 
 Prints requests/s, p50/p95/p99, errors, hit ratio per layer (from the workers'
-prometheus counters) and the ratio to the ceiling. Everything it started is stopped.
+prometheus counters) and the ratio to the ceiling; then the latency of one request at a
+time, in-process, warm and cold (bench/latency.py). Everything it started is stopped.
 Environment: BENCH_USERS (100000), BENCH_DURATION (15s), BENCH_CONNECTIONS (32),
 BENCH_THREADS (2), BENCH_ZIPF_S (1.1), WEB_CONCURRENCY (2), BENCH_SERVICES_PORT_BASE
-(27532), BENCH_PORT (18110; the ceiling uses +1).
+(27532), BENCH_PORT (18110; the ceiling uses +1), BENCH_LATENCY_REQUESTS (2000).
 """
 
 import contextlib
@@ -44,6 +45,7 @@ WORKERS = os.environ.get("WEB_CONCURRENCY", "2")
 SERVICES_PORT_BASE = os.environ.get("BENCH_SERVICES_PORT_BASE", "27532")
 APP_PORT = int(os.environ.get("BENCH_PORT", "18110"))
 CEILING_PORT = APP_PORT + 1
+LATENCY_REQUESTS = os.environ.get("BENCH_LATENCY_REQUESTS", "2000")
 
 
 def log(message: str) -> None:
@@ -236,13 +238,31 @@ def main() -> None:
                     before = cache_counters(metrics_dir)
                     results[phase] = wrk(APP_PORT, users_file)
                     results[phase].update(ratios(before, cache_counters(metrics_dir)))
-            report(results)
+            # One request at a time in a fresh process: latency without queueing.
+            latencies = [latency(python, env, users_file, "warm")]
+            subprocess.run(flush, check=True, stdout=subprocess.DEVNULL)
+            latencies.append(latency(python, env, users_file, "cold"))
+            report(results, latencies)
     finally:
         logfile.close()
         shutil.rmtree(work, ignore_errors=True)
 
 
-def report(results: dict[str, dict[str, float]]) -> None:
+def latency(python: str, env: dict[str, str], users_file: Path, label: str) -> str:
+    """bench/latency.py's line for LATENCY_REQUESTS sequential in-process requests."""
+    log(f"latency {label}")
+    result = subprocess.run(
+        [python, "bench/latency.py", str(users_file), LATENCY_REQUESTS, label],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return result.stdout.strip().splitlines()[-1]
+
+
+def report(results: dict[str, dict[str, float]], latencies: list[str]) -> None:
     """The table, as Markdown (pasted into docs/benchmarks.md)."""
     ceiling = results["ceiling"]["rps"]
     print(
@@ -264,6 +284,15 @@ def report(results: dict[str, dict[str, float]]) -> None:
         print(
             f"| {phase} | {r['rps']:.0f} | {r['p50_ms']:.2f} | {r['p95_ms']:.2f} | "
             f"{r['p99_ms']:.2f} | {r['errors']:.0f} | {cache} | {r['rps'] / ceiling:.2f} |"
+        )
+    print(f"\nOne request at a time, in-process ({LATENCY_REQUESTS} requests, fresh process):\n")
+    print("| cache | mean ms | p50 ms | p99 ms | SQL queries per request |")
+    print("| --- | ---: | ---: | ---: | ---: |")
+    for line in latencies:
+        fields = dict(re.findall(r"(\w+)=([\w.]+)", line))
+        print(
+            f"| {fields['label']} | {fields['mean_ms']} | {fields['p50_ms']} | "
+            f"{fields['p99_ms']} | {fields['queries_per_request']} |"
         )
 
 
