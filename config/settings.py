@@ -150,7 +150,8 @@ REDIS_URL = env.str("REDIS_URL", default="")
 if REDIS_URL:
     CACHES = {
         "default": {
-            "BACKEND": "django_redis.cache.RedisCache",
+            # django-redis with a circuit breaker and a local fallback (core/cache.py).
+            "BACKEND": "core.cache.ResilientRedisCache",
             "LOCATION": REDIS_URL,
             "OPTIONS": {
                 # Short timeouts: a hung Redis must cost milliseconds, not a request.
@@ -161,6 +162,16 @@ if REDIS_URL:
     }
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+# Two-layer cache of users and tokens (issue #4, core/cache.py, users/cache.py).
+USER_CACHE_TTL = env.float("USER_CACHE_TTL", default=3600)
+USER_NEGATIVE_CACHE_TTL = env.float("USER_NEGATIVE_CACHE_TTL", default=30)
+USER_LOCAL_CACHE_TTL = env.float("USER_LOCAL_CACHE_TTL", default=2)
+USER_LOCAL_CACHE_MAX_ENTRIES = env.int("USER_LOCAL_CACHE_MAX_ENTRIES", default=10000)
+AUTH_TOKEN_CACHE_TTL = env.float("AUTH_TOKEN_CACHE_TTL", default=300)
+CACHE_FILL_LOCK_TIMEOUT = env.float("CACHE_FILL_LOCK_TIMEOUT", default=0.5)
+REDIS_BREAKER_FAIL_MAX = env.int("REDIS_BREAKER_FAIL_MAX", default=3)
+REDIS_BREAKER_RESET_TIMEOUT = env.float("REDIS_BREAKER_RESET_TIMEOUT", default=5)
 
 # --- Celery -------------------------------------------------------------------------
 

@@ -7,6 +7,7 @@ from django.core.exceptions import ValidationError
 from django.db.models import Q, QuerySet
 from django.db.models.functions import Lower
 
+from users.cache import user_entry_get
 from users.filters import UserFilter
 from users.models import User
 
@@ -14,15 +15,33 @@ from users.models import User
 UUID_LENGTH = 36
 
 
+def _may_see(*, viewer: User, user_id: UUID) -> bool:
+    return viewer.is_staff or viewer.pk == user_id
+
+
 def user_get(*, user_id: UUID, viewer: User) -> User | None:
     """The user with this id if `viewer` may see it (themselves, or staff), else None.
 
     Visibility is decided before the lookup, so a caller learns nothing about ids it may
-    not see: the API answers 404 for both "absent" and "not yours".
+    not see: the API answers 404 for both "absent" and "not yours". Always the database
+    row: this is what writes start from.
     """
-    if not viewer.is_staff and viewer.pk != user_id:
+    if not _may_see(viewer=viewer, user_id=user_id):
         return None
     return User.objects.filter(pk=user_id).first()
+
+
+def user_representation_get(*, user_id: UUID, viewer: User) -> dict[str, Any] | None:
+    """The API representation of the user with this id if `viewer` may see it, else None.
+
+    Served from the user cache (users.cache), which is read only after the same
+    visibility check as `user_get`: the cache never answers for an id the viewer may
+    not see, and unknown ids are cached as absent.
+    """
+    if not _may_see(viewer=viewer, user_id=user_id):
+        return None
+    entry = user_entry_get(user_id)
+    return None if entry is None else dict(entry["user"])
 
 
 def user_list(*, filters: dict[str, Any] | None = None) -> QuerySet[User]:

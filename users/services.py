@@ -18,6 +18,10 @@ from knox.models import AuthToken
 from core.exceptions import InvalidCredentials
 from events import registry as topics
 from events.services import event_publish
+from users.cache import (
+    auth_tokens_forget_on_commit,
+    user_cache_invalidate_on_commit,
+)
 from users.models import User, normalize_email
 
 # Every field `user_update` may change. Which of them a caller may touch is decided by
@@ -57,6 +61,8 @@ def user_create(
         with transaction.atomic():
             user.save(force_insert=True)
             event_publish(topic=topics.USER_CREATED, aggregate_id=user.pk, payload=_payload(user))
+            # Cache: clears a cached "absent" for this id once committed.
+            user_cache_invalidate_on_commit(user)
     except IntegrityError as exc:
         # Two sign-ups raced past full_clean's uniqueness check; the index decided.
         raise _EMAIL_TAKEN from exc
@@ -84,9 +90,10 @@ def user_update(*, user: User, data: dict[str, Any]) -> User:
     try:
         with transaction.atomic():
             user.save(update_fields=[*changed, "updated_at"])
-            if was_active and not user.is_active:
-                _revoke_tokens(user=user)
+            user_cache_invalidate_on_commit(user)
             deactivated = was_active and not user.is_active
+            if deactivated:
+                _revoke_tokens(user=user)
             event_publish(
                 topic=topics.USER_DEACTIVATED if deactivated else topics.USER_UPDATED,
                 aggregate_id=user.pk,
@@ -130,6 +137,7 @@ def user_set_password(
         user.set_password(password)
     with transaction.atomic():
         user.save(update_fields=["password", "updated_at"])
+        user_cache_invalidate_on_commit(user)
         _revoke_tokens(user=user, keep=keep_token)
         event_publish(
             topic=topics.USER_UPDATED,
@@ -155,7 +163,10 @@ def auth_token_create(
 
 def auth_token_revoke(*, token: AuthToken) -> None:
     """Revoke one token (logout)."""
-    token.delete()
+    digest = token.digest  # `delete()` clears the primary key
+    with transaction.atomic():
+        token.delete()
+        auth_tokens_forget_on_commit([digest])
 
 
 def _validate_password(password: str, *, user: User) -> None:
@@ -184,4 +195,7 @@ def _revoke_tokens(*, user: User, keep: AuthToken | None = None) -> None:
     tokens = AuthToken.objects.filter(user=user)
     if keep is not None:
         tokens = tokens.exclude(pk=keep.pk)
-    tokens.delete()
+    # Exactly the rows deleted get tombstoned in the token cache, after commit.
+    digests = list(tokens.values_list("digest", flat=True))
+    AuthToken.objects.filter(digest__in=digests).delete()
+    auth_tokens_forget_on_commit(digests)

@@ -116,8 +116,11 @@ class UserViewSet(viewsets.GenericViewSet[User]):
         return self.get_paginated_response(UserSerializer(page, many=True).data)
 
     def retrieve(self, request: Request, pk: str) -> Response:
-        """One user."""
-        return Response(UserSerializer(self.get_object()).data)
+        """One user, from the user cache."""
+        data = selectors.user_representation_get(user_id=UUID(pk), viewer=self._viewer())
+        if data is None:
+            raise NotFound()
+        return Response(data)
 
     def partial_update(self, request: Request, pk: str) -> Response:
         """Change some fields of a user."""

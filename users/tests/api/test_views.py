@@ -131,7 +131,10 @@ class TestRetrieve:
         self, user: User, client_for: ClientFor, django_assert_num_queries
     ) -> None:
         client = client_for(user)
-        # Token lookup with its user, knox's sweep of the user's expired tokens, the read.
+        # A cold request: token lookup with its user, knox's sweep of the user's expired
+        # tokens, the read. Inside a test's transaction nothing is cached (a rollback
+        # must not leave cached rows), so every request here is cold; warm requests run
+        # no query at all, pinned in users/tests/test_cache.py.
         with django_assert_num_queries(3):
             assert client.get(url(user)).status_code == 200
 
@@ -337,7 +340,8 @@ class TestList:
     ) -> None:
         UserFactory.create_batch(60)
         client = client_for(staff)
-        # Token lookup, knox's expired-token sweep, one page query: no COUNT, no N+1.
+        # Token lookup, knox's expired-token sweep (both cached once warm, see
+        # users/tests/test_cache.py), one page query: no COUNT, no N+1.
         with django_assert_num_queries(3):
             assert len(client.get("/api/v1/users/?page_size=60").json()["results"]) == 60
 

@@ -1,0 +1,494 @@
+"""users.cache, against the real Redis and PostgreSQL of `make test`: hits per layer with
+pinned query counts, invalidation on every write path, versioned fills, rollback,
+negative entries, stampedes, cached tokens and revocation, a second process."""
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from django.conf import settings
+from django.db import connection, transaction
+from knox.models import AuthToken
+from prometheus_client import REGISTRY
+from rest_framework.test import APIClient
+
+from users import services as user_services
+from users.cache import (
+    _load,
+    user_cache,
+    user_cache_prime,
+    user_entry_get,
+)
+from users.models import User
+from users.tests.factories import DEFAULT_PASSWORD, UserFactory
+
+# Fills are skipped inside transactions (they could cache uncommitted rows), so these
+# tests run with real commits.
+pytestmark = pytest.mark.django_db(transaction=True)
+
+ClientFor = Callable[[User], APIClient]
+STRONG = "violet-harbour-lantern-42"
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def url(user: User | uuid.UUID) -> str:
+    return f"/api/v1/users/{user.pk if isinstance(user, User) else user}/"
+
+
+def metric(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+def hits(layer: str, cache: str = "user") -> float:
+    return metric("userservice_cache_hits_total", cache=cache, layer=layer)
+
+
+def entry_key(user_id: Any) -> str:
+    return f"vc:user:e:{user_id}"
+
+
+@pytest.fixture
+def redis_client(services: dict[str, str]) -> redis.Redis:
+    return redis.Redis.from_url(services["REDIS_URL"])
+
+
+@contextmanager
+def counting_queries() -> Iterator[list[str]]:
+    """SQL run by this thread's connection, whatever the test's own wrappers."""
+    seen: list[str] = []
+
+    def count(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
+        seen.append(sql)
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(count):
+        yield seen
+
+
+class TestLayers:
+    def test_warm_get_runs_no_query(
+        self, services: dict[str, str], user: User, client_for: ClientFor, django_assert_num_queries
+    ) -> None:
+        client = client_for(user)
+        # Knox's token query (with the user) and its expired-token sweep; the user row
+        # it loaded is cached, so reading oneself needs nothing more.
+        with django_assert_num_queries(2):
+            first = client.get(url(user))
+        with django_assert_num_queries(0):
+            warm = client.get(url(user))
+        with django_assert_num_queries(0):
+            me = client.get("/api/v1/users/me/")
+        assert first.status_code == warm.status_code == me.status_code == 200
+        assert warm.json() == first.json() == me.json()
+        assert warm.json()["id"] == str(user.pk)
+
+    def test_staff_reading_another_user(
+        self,
+        services: dict[str, str],
+        staff: User,
+        user: User,
+        client_for: ClientFor,
+        django_assert_num_queries,
+    ) -> None:
+        client = client_for(staff)
+        with django_assert_num_queries(3):  # token, sweep, the user read
+            assert client.get(url(user)).json()["email"] == user.email
+        with django_assert_num_queries(0):
+            assert client.get(url(user)).json()["email"] == user.email
+
+    def test_each_layer_in_turn(
+        self, services: dict[str, str], user: User, redis_client: redis.Redis
+    ) -> None:
+        before = {layer: hits(layer) for layer in ("local", "redis")}
+        with counting_queries() as cold:
+            entry = user_entry_get(user.pk)
+        assert len(cold) == 1
+        assert entry is not None
+        assert entry["user"]["email"] == user.email
+        stored = redis_client.get(entry_key(user.pk))
+        assert isinstance(stored, bytes)
+        assert json.loads(stored)["d"] == entry
+
+        with counting_queries() as local:
+            assert user_entry_get(user.pk) == entry
+        assert local == []
+        assert hits("local") == before["local"] + 1
+
+        user_cache.clear_local()  # as in a process that has not read it yet
+        with counting_queries() as from_redis:
+            assert user_entry_get(user.pk) == entry
+        assert from_redis == []
+        assert hits("redis") == before["redis"] + 1
+
+    def test_permission_is_checked_before_the_cache(
+        self,
+        services: dict[str, str],
+        user: User,
+        client_for: ClientFor,
+        redis_client: redis.Redis,
+    ) -> None:
+        other = UserFactory.create()
+        client = client_for(user)
+        for _ in range(2):
+            assert client.get(url(other)).status_code == 404
+        # Neither read nor filled: the id was never looked up.
+        assert redis_client.get(entry_key(other.pk)) is None
+
+    def test_unknown_ids_are_cached_briefly_and_creation_clears_them(
+        self,
+        services: dict[str, str],
+        staff: User,
+        client_for: ClientFor,
+        monkeypatch: pytest.MonkeyPatch,
+        django_assert_num_queries,
+    ) -> None:
+        client = client_for(staff)
+        probe = uuid.uuid4()
+        client.get("/api/v1/users/me/")  # warm the token
+        with django_assert_num_queries(1):
+            assert client.get(url(probe)).status_code == 404
+        with django_assert_num_queries(0):
+            assert client.get(url(probe)).status_code == 404
+
+        # The sign-up that happens to draw the probed id.
+        monkeypatch.setattr(User._meta.get_field("id"), "_get_default", lambda: probe)
+        user_services.user_create(email="probe@example.com", password=STRONG)
+        response = client.get(url(probe))
+        assert response.status_code == 200
+        assert response.json()["email"] == "probe@example.com"
+
+
+class TestInvalidation:
+    @pytest.mark.parametrize(
+        ("write", "field", "expected"),
+        [
+            (
+                lambda u: user_services.user_update(user=u, data={"display_name": "New"}),
+                "display_name",
+                "New",
+            ),
+            (
+                lambda u: user_services.user_update(user=u, data={"is_staff": True}),
+                "is_staff",
+                True,
+            ),
+            (lambda u: user_services.user_deactivate(user=u), "is_active", False),
+            (
+                lambda u: user_services.user_set_password(user=u, password=STRONG),
+                "updated_at",
+                None,
+            ),
+        ],
+        ids=["update", "staff-flag", "deactivate", "password"],
+    )
+    def test_every_write_is_read_at_once(
+        self,
+        services: dict[str, str],
+        staff: User,
+        user: User,
+        client_for: ClientFor,
+        write: Callable[[User], User],
+        field: str,
+        expected: Any,
+    ) -> None:
+        client = client_for(staff)
+        before = client.get(url(user)).json()
+        assert client.get(url(user)).json() == before  # warm in both layers
+
+        written = write(User.objects.get(pk=user.pk))
+
+        after = client.get(url(user)).json()
+        if expected is None:
+            assert after[field] != before[field]
+        else:
+            assert after[field] == expected
+        assert after["updated_at"] == written.updated_at.isoformat().replace("+00:00", "Z")
+
+    def test_admin_bulk_action_invalidates(
+        self, services: dict[str, str], user: User, client_for: ClientFor
+    ) -> None:
+        admin = UserFactory.create(is_staff=True, is_superuser=True)
+        reader = client_for(admin)
+        assert reader.get(url(user)).json()["is_active"] is True
+        browser = APIClient()
+        browser.force_login(admin)
+        response = browser.post(
+            "/admin/users/user/",
+            {"action": "deactivate_users", "_selected_action": [str(user.pk)]},
+        )
+        assert response.status_code == 302
+        assert reader.get(url(user)).json()["is_active"] is False
+
+    def test_fill_older_than_the_last_committed_write_is_refused(
+        self, services: dict[str, str], user: User, redis_client: redis.Redis
+    ) -> None:
+        stale = User.objects.get(pk=user.pk)  # e.g. what a lagging replica returns
+        user_services.user_update(user=user, data={"display_name": "Committed"})
+        refused = metric("userservice_cache_fills_refused_total", cache="user")
+
+        user_cache_prime(stale)
+
+        assert metric("userservice_cache_fills_refused_total", cache="user") == refused + 1
+        assert redis_client.get(entry_key(user.pk)) is None
+        with counting_queries() as queries:
+            entry = user_entry_get(user.pk)
+        assert len(queries) == 1  # not in the local layer either
+        assert entry is not None
+        assert entry["user"]["display_name"] == "Committed"
+
+    def test_a_reader_racing_a_write_reads_the_latest_instead_of_caching_the_old_row(
+        self, services: dict[str, str], user: User
+    ) -> None:
+        reads: list[bool] = []
+
+        def read_then_someone_writes(latest: bool) -> Any:
+            reads.append(latest)
+            row = _load(user.pk, latest)
+            if not latest:
+                # The reader has the old row (as from a lagging replica), and the write
+                # commits, and invalidates, before the reader fills.
+                user_services.user_update(
+                    user=User.objects.get(pk=user.pk), data={"display_name": "Written"}
+                )
+            return row
+
+        served = user_cache.get(str(user.pk), read_then_someone_writes)
+        # The old row's fill was refused, so the latest was read from the primary.
+        assert reads == [False, True]
+        assert served["user"]["display_name"] == "Written"
+        with counting_queries() as queries:
+            entry = user_entry_get(user.pk)
+        assert queries == []
+        assert entry == served
+
+    def test_rollback_leaves_nothing_cached(
+        self, services: dict[str, str], user: User, redis_client: redis.Redis
+    ) -> None:
+        original = user.display_name
+        seen: list[Any] = []
+
+        def write_read_and_fail() -> None:
+            with transaction.atomic():
+                user_services.user_update(user=user, data={"display_name": "Uncommitted"})
+                seen.append(user_entry_get(user.pk))  # reads its own uncommitted row
+                raise RuntimeError("roll back")
+
+        with pytest.raises(RuntimeError):
+            write_read_and_fail()
+        assert seen[0]["user"]["display_name"] == "Uncommitted"
+
+        assert redis_client.get(entry_key(user.pk)) is None
+        with counting_queries() as queries:
+            entry = user_entry_get(user.pk)
+        assert len(queries) == 1
+        assert entry is not None
+        assert entry["user"]["display_name"] == original
+
+
+class TestStampede:
+    @pytest.fixture(autouse=True)
+    def _patient(self, settings: Any) -> None:
+        # Waiters give up after this; a slow CI machine must not make them load too.
+        settings.CACHE_FILL_LOCK_TIMEOUT = 10
+
+    def test_concurrent_misses_load_once(self, services: dict[str, str], user: User) -> None:
+        threads_count = 12
+        release = threading.Event()
+        queries: list[str] = []
+        results: list[Any] = []
+
+        def gate(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
+            queries.append(sql)
+            # Hold the one load until every other thread waits for it.
+            release.wait(10)
+            return execute(sql, params, many, context)
+
+        def read() -> None:
+            try:
+                with connection.execute_wrapper(gate):
+                    results.append(user_entry_get(user.pk))
+            finally:
+                connection.close()
+
+        threads = [threading.Thread(target=read) for _ in range(threads_count)]
+        for thread in threads:
+            thread.start()
+        deadline = time.monotonic() + 10
+        while user_cache.waiting(str(user.pk)) < threads_count - 1:
+            assert time.monotonic() < deadline, "threads never queued behind one load"
+            time.sleep(0.005)
+        release.set()
+        for thread in threads:
+            thread.join(10)
+
+        assert len(queries) == 1
+        assert len(results) == threads_count
+        assert all(result == results[0] for result in results)
+        assert results[0]["user"]["id"] == str(user.pk)
+
+    def test_another_process_filling_is_waited_for(
+        self, services: dict[str, str], user: User, redis_client: redis.Redis
+    ) -> None:
+        # Another process holds the fill lock: this one waits for its entry, no query.
+        redis_client.set(f"vc:user:l:{user.pk}", "other-process", px=20_000)
+        misses = metric("userservice_cache_misses_total", cache="user", layer="redis")
+        found: list[Any] = []
+        counted: list[int] = []
+
+        def read() -> None:
+            try:
+                with counting_queries() as queries:
+                    found.append(user_entry_get(user.pk))
+                counted.append(len(queries))
+            finally:
+                connection.close()
+
+        thread = threading.Thread(target=read)
+        thread.start()
+        deadline = time.monotonic() + 10
+        while metric("userservice_cache_misses_total", cache="user", layer="redis") == misses:
+            assert time.monotonic() < deadline
+            time.sleep(0.005)
+        user_cache_prime(User.objects.get(pk=user.pk))  # the other process's fill
+        thread.join(10)
+        assert counted == [0]
+        assert found[0]["user"]["id"] == str(user.pk)
+
+    def test_a_load_never_releases_another_process_lock(
+        self, services: dict[str, str], user: User, redis_client: redis.Redis
+    ) -> None:
+        lock = f"vc:user:l:{user.pk}"
+
+        def slow_load(latest: bool) -> Any:
+            # Our lock expired during the load and another process took it.
+            redis_client.set(lock, "other-process", px=20_000)
+            return _load(user.pk, latest)
+
+        assert user_cache.get(str(user.pk), slow_load)["user"]["id"] == str(user.pk)
+        assert redis_client.get(lock) == b"other-process"
+
+
+class TestTokens:
+    def login(self, user: User) -> tuple[APIClient, str]:
+        _, secret = AuthToken.objects.create(user=user)
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=f"Bearer {secret}")
+        assert client.get("/api/v1/users/me/").status_code == 200  # now cached
+        return client, secret
+
+    def test_cached_token_is_never_stored_raw(
+        self, services: dict[str, str], user: User, redis_client: redis.Redis
+    ) -> None:
+        _, secret = self.login(user)
+        keys: list[bytes] = list(redis_client.keys("*"))  # type: ignore[arg-type]
+        assert any(key.startswith(b"auth:token:") for key in keys)
+        for key in keys:
+            assert secret.encode() not in key
+            value = redis_client.get(key)
+            assert not isinstance(value, bytes) or secret.encode() not in value
+
+    def test_logout_revokes_at_once(
+        self, services: dict[str, str], user: User, django_assert_num_queries
+    ) -> None:
+        client, _ = self.login(user)
+        with django_assert_num_queries(0):
+            assert client.get("/api/v1/users/me/").status_code == 200
+        assert client.post("/api/v1/auth/logout/").status_code == 204
+        with django_assert_num_queries(0):  # refused by the tombstone
+            assert client.get("/api/v1/users/me/").status_code == 401
+
+    def test_password_change_revokes_other_cached_tokens(
+        self, services: dict[str, str], user: User
+    ) -> None:
+        changer, _ = self.login(user)
+        other, _ = self.login(user)
+        response = changer.post(
+            f"{url(user)}password/",
+            {"current_password": DEFAULT_PASSWORD, "password": STRONG},
+            format="json",
+        )
+        assert response.status_code == 204
+        assert other.get("/api/v1/users/me/").status_code == 401
+        assert changer.get("/api/v1/users/me/").status_code == 200
+
+    def test_deactivation_revokes_cached_tokens(
+        self, services: dict[str, str], staff: User, user: User, client_for: ClientFor
+    ) -> None:
+        client, _ = self.login(user)
+        assert client_for(staff).delete(url(user)).status_code == 204
+        assert client.get("/api/v1/users/me/").status_code == 401
+
+    def test_staff_demotion_applies_to_the_cached_principal(
+        self, services: dict[str, str], staff: User, user: User
+    ) -> None:
+        client, _ = self.login(staff)
+        assert client.get(url(user)).status_code == 200
+        user_services.user_update(user=User.objects.get(pk=staff.pk), data={"is_staff": False})
+        assert client.get(url(user)).status_code == 404
+
+
+class TestAnotherProcess:
+    @pytest.fixture
+    def peer(self, services: dict[str, str]) -> Iterator[Callable[[str], dict[str, Any]]]:
+        """A second Django process on the same test database and Redis."""
+        db = connection.settings_dict
+        env = {
+            **os.environ,
+            "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+            "DJANGO_SETTINGS_MODULE": "config.settings",
+            "PYTHONPATH": str(ROOT),
+            "USER_LOCAL_CACHE_TTL": str(settings.USER_LOCAL_CACHE_TTL),
+        }
+        process = subprocess.Popen(
+            [sys.executable, str(ROOT / "users" / "tests" / "cache_peer.py")],
+            cwd=ROOT,
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert process.stdin is not None
+        assert process.stdout is not None
+        assert json.loads(process.stdout.readline()) == {"ready": True}
+
+        def ask(command: str) -> dict[str, Any]:
+            assert process.stdin is not None
+            assert process.stdout is not None
+            process.stdin.write(command + "\n")
+            process.stdin.flush()
+            return dict(json.loads(process.stdout.readline()))
+
+        yield ask
+        process.stdin.close()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(10)
+
+    def test_a_write_here_is_seen_there_at_once(
+        self, services: dict[str, str], user: User, peer: Callable[[str], dict[str, Any]]
+    ) -> None:
+        first = peer(f"get {user.pk}")
+        assert first["queries"] == 1
+        assert first["data"]["display_name"] == user.display_name
+        local = peer(f"get {user.pk}")
+        assert local == {"data": first["data"], "queries": 0}  # its local layer
+
+        user_services.user_update(user=user, data={"display_name": "Changed here"})
+
+        # Its local copy is older than the committed version: refused, not served.
+        after = peer(f"get {user.pk}")
+        assert after["data"]["display_name"] == "Changed here"
+        assert after["queries"] == 1
+        assert peer(f"get {user.pk}")["queries"] == 0
