@@ -9,14 +9,17 @@ from typing import Any, cast
 
 import psycopg
 import pytest
+from django.core.cache import cache
 from django.db import connections
 from knox.models import AuthToken
+from prometheus_client import REGISTRY
 from psycopg_pool import PoolTimeout
 from rest_framework.test import APIClient
 
 from conftest import wait_for_replicas
 from core import db_router
 from core.tests import replica_control as replica
+from users.cache import user_cache
 from users.models import User
 from users.tests.factories import UserFactory
 
@@ -72,13 +75,24 @@ def settle() -> None:
     db_router.reset()
 
 
+def forget_cached_users() -> None:
+    """Empty both cache layers, so the next read of a user goes to a database.
+
+    The user cache (issue #4) would otherwise answer, and these tests are about where the
+    database reads go. Version stamps go too: what a read without them does is the point.
+    """
+    cache.clear()
+    user_cache.clear_local()
+
+
 def test_reads_without_a_recent_write_use_the_replica(routed) -> None:
-    user = UserFactory.create()
-    client = token_client(user)
+    staff, other = UserFactory.create(is_staff=True), UserFactory.create()
+    client = token_client(staff)
     settle()
+    forget_cached_users()
     before = replica.executed_on(replica.REPLICA)
 
-    response = client.get(f"/api/v1/users/{user.pk}/")
+    response = client.get(f"/api/v1/users/{other.pk}/")
 
     assert response.status_code == 200
     assert replica.executed_on(replica.REPLICA) > before
@@ -124,6 +138,7 @@ def test_sign_up_then_read_sees_the_write_while_the_replica_is_paused(routed) ->
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
 
     # The new client reads its own write at once, though the replica has not replayed it.
+    forget_cached_users()
     mine = client.get(f"/api/v1/users/{user_id}/")
     assert mine.status_code == 200
     assert mine.json()["email"] == "fresh@example.com"
@@ -134,28 +149,31 @@ def test_sign_up_then_read_sees_the_write_while_the_replica_is_paused(routed) ->
     db_router.reset()
     db_router.monitor.check_now()
     if replica.REPLICA in db_router.monitor.readable():
+        forget_cached_users()
         assert staff_client.get(f"/api/v1/users/{user_id}/").status_code == 404
     replica.wait_until(_replica_excluded, what="the lagging replica to be excluded")
     db_router.reset()
+    forget_cached_users()
     other = staff_client.get(f"/api/v1/users/{user_id}/")
     assert other.status_code == 200
 
     replica.resume_replay()
     replica.wait_until(_replica_admitted, what="the replica to catch up and be readmitted")
     db_router.reset()
+    forget_cached_users()
     before = replica.executed_on(replica.REPLICA)
     assert staff_client.get(f"/api/v1/users/{user_id}/").status_code == 200
     assert replica.executed_on(replica.REPLICA) > before
 
 
 def test_pin_travels_in_the_header_for_clients_without_cookies(routed) -> None:
-    user = UserFactory.create()
-    credentials = bearer(user)
+    staff, other = UserFactory.create(is_staff=True), UserFactory.create()
+    credentials = bearer(staff)
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=credentials)
     settle()
 
-    changed = client.patch(f"/api/v1/users/{user.pk}/", {"display_name": "New"}, format="json")
+    changed = client.patch(f"/api/v1/users/{other.pk}/", {"display_name": "New"}, format="json")
     pin = changed[db_router.PIN_HEADER]
     assert db_router.read_client_pin(pin) > 0
     assert db_router.read_client_pin(pin + "forged") == 0
@@ -163,45 +181,60 @@ def test_pin_travels_in_the_header_for_clients_without_cookies(routed) -> None:
 
     cookieless = APIClient()
     cookieless.credentials(HTTP_AUTHORIZATION=credentials)
+    user_cache.clear_local()
     before = replica.executed_on(replica.REPLICA)
-    response = cookieless.get(f"/api/v1/users/{user.pk}/", HTTP_X_PRIMARY_PIN=pin)
+    response = cookieless.get(f"/api/v1/users/{other.pk}/", HTTP_X_PRIMARY_PIN=pin)
     assert response.json()["display_name"] == "New"
     assert replica.executed_on(replica.REPLICA) == before
 
+    # Control: without the pin (and with the user pin gone) the same read uses the replica.
+    wait_for_replicas()
+    forget_cached_users()
+    db_router.reset()
+    assert cookieless.get(f"/api/v1/users/{other.pk}/").status_code == 200
+    assert replica.executed_on(replica.REPLICA) > before
+
 
 def test_user_pin_covers_clients_that_echo_nothing(routed) -> None:
-    user = UserFactory.create()
-    writer, reader = token_client(user), token_client(user)
+    staff, other = UserFactory.create(is_staff=True), UserFactory.create()
+    writer, reader = token_client(staff), token_client(staff)
     settle()
 
-    writer.patch(f"/api/v1/users/{user.pk}/", {"display_name": "Elsewhere"}, format="json")
+    writer.patch(f"/api/v1/users/{other.pk}/", {"display_name": "Elsewhere"}, format="json")
+    db_router.reset()
+    # The write emptied the cached entry; the user pin lives in Redis and stays.
+    user_cache.clear_local()
     before = replica.executed_on(replica.REPLICA)
-    assert reader.get(f"/api/v1/users/{user.pk}/").json()["display_name"] == "Elsewhere"
+    assert reader.get(f"/api/v1/users/{other.pk}/").json()["display_name"] == "Elsewhere"
     assert replica.executed_on(replica.REPLICA) == before
 
 
 def test_dead_replica_reads_fall_back_to_the_primary_and_return(routed) -> None:
-    user = UserFactory.create()
-    client = token_client(user)
+    staff, other = UserFactory.create(is_staff=True), UserFactory.create()
+    client = token_client(staff)
     settle()
+    target = f"/api/v1/users/{other.pk}/"
     try:
         replica.stop_replica()
         # The first read finds the replica dead, is retried on the primary and answers 200.
-        assert client.get(f"/api/v1/users/{user.pk}/").status_code == 200
+        forget_cached_users()
+        assert client.get(target).status_code == 200
         assert replica.REPLICA not in db_router.monitor.readable()
         # Later reads never try the dead replica at all.
         before = replica.executed_on(replica.REPLICA)
         for _ in range(5):
             db_router.reset()
-            assert client.get(f"/api/v1/users/{user.pk}/").status_code == 200
+            forget_cached_users()
+            assert client.get(target).status_code == 200
         assert replica.executed_on(replica.REPLICA) == before
         assert replica.REPLICA not in db_router.monitor.readable()
     finally:
         replica.start_replica()
     replica.wait_until(_replica_admitted, what="the restarted replica to be readmitted")
     db_router.reset()
+    forget_cached_users()
     before = replica.executed_on(replica.REPLICA)
-    assert client.get(f"/api/v1/users/{user.pk}/").status_code == 200
+    assert client.get(target).status_code == 200
     assert replica.executed_on(replica.REPLICA) > before
 
 
@@ -260,3 +293,37 @@ def test_exhausted_pool_is_a_503_not_a_hang(routed, monkeypatch) -> None:
             pool.putconn(conn)
     assert response.status_code == 503
     assert response.json()["error"]["code"] == "service_unavailable"
+
+
+def test_the_cache_never_keeps_a_row_older_than_the_last_write(routed) -> None:
+    """Issue #4 with #3: a fill read from a lagging replica cannot outlive the write."""
+    user = UserFactory.create(display_name="Before")
+    staff = UserFactory.create(is_staff=True)
+    writer, reader = token_client(user), token_client(staff)
+    settle()
+    db_router.monitor.check_now()
+    replica.pause_replay()
+
+    changed = writer.patch(f"/api/v1/users/{user.pk}/", {"display_name": "After"}, format="json")
+    assert changed.status_code == 200
+    assert replica.replica_sql("SELECT display_name FROM users_user WHERE id = %s", (user.pk,)) == (
+        "Before"
+    )
+    db_router.reset()
+    db_router.monitor.check_now()
+    if replica.REPLICA not in db_router.monitor.readable():
+        pytest.fail("the replica must still be admitted for this test to mean anything")
+    user_cache.clear_local()
+    refused = (
+        REGISTRY.get_sample_value("userservice_cache_fills_refused_total", {"cache": "user"}) or 0.0
+    )
+
+    # The reader has no pin: its read goes to the stale replica, whose row is older than
+    # the version the write stamped, so the fill is refused and the primary answers.
+    assert reader.get(f"/api/v1/users/{user.pk}/").json()["display_name"] == "After"
+    assert (
+        REGISTRY.get_sample_value("userservice_cache_fills_refused_total", {"cache": "user"})
+        == refused + 1
+    )
+    user_cache.clear_local()
+    assert reader.get(f"/api/v1/users/{user.pk}/").json()["display_name"] == "After"

@@ -22,6 +22,7 @@ from knox.models import AuthToken
 from prometheus_client import REGISTRY
 from rest_framework.test import APIClient
 
+from core import db_router
 from users import services as user_services
 from users.cache import (
     _load,
@@ -224,7 +225,7 @@ class TestInvalidation:
         browser.force_login(admin)
         response = browser.post(
             "/admin/users/user/",
-            {"action": "deactivate_users", "_selected_action": [str(user.pk)]},
+            {"action": "deactivate_users", "_selected_action": [str(user.pk)], "post": "yes"},
         )
         assert response.status_code == 302
         assert reader.get(url(user)).json()["is_active"] is False
@@ -315,7 +316,9 @@ class TestStampede:
 
         def read() -> None:
             try:
-                with connection.execute_wrapper(gate):
+                # A new thread starts with an empty context: read the primary like the
+                # test's own thread does (conftest), so the one load is the one counted.
+                with db_router.use_primary(), connection.execute_wrapper(gate):
                     results.append(user_entry_get(user.pk))
             finally:
                 connection.close()
@@ -448,6 +451,10 @@ class TestAnotherProcess:
             "DJANGO_SETTINGS_MODULE": "config.settings",
             "PYTHONPATH": str(ROOT),
             "USER_LOCAL_CACHE_TTL": str(settings.USER_LOCAL_CACHE_TTL),
+            # The peer reads the test database on the primary; its answers are the only
+            # lines on its stdout.
+            "DATABASE_REPLICA_URLS": "",
+            "LOG_LEVEL": "CRITICAL",
         }
         process = subprocess.Popen(
             [sys.executable, str(ROOT / "users" / "tests" / "cache_peer.py")],
