@@ -63,6 +63,7 @@ export DJANGO_SECRET_KEY=${DJANGO_SECRET_KEY:-$($BIN/python -c 'import secrets; 
   $BIN/python manage.py seed_users "$SEED_USERS" >/dev/null
   DJANGO_SUPERUSER_EMAIL=$STAFF_EMAIL DJANGO_SUPERUSER_PASSWORD=$STAFF_PASSWORD \
     $BIN/python manage.py createsuperuser --noinput >/dev/null
+  $BIN/python manage.py shell <browser_tests/seed_dead_letter.py >/dev/null
 )
 
 log "serving on 127.0.0.1:$PORT"
