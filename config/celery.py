@@ -10,6 +10,6 @@ app = Celery("userservice")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 
-# --- Observability (issue 6): request ids into tasks' logs; the worker's task metrics. ---
-# Imported for their signal handlers, in every process that publishes or runs tasks.
-from core import celery_logging, celery_metrics  # noqa: E402, F401
+# Imported for their signal handlers, in every process that publishes or runs tasks:
+# request ids into tasks' logs, the worker's task metrics (issue 6), and read pins (issue 3).
+from core import celery_logging, celery_metrics, celery_routing  # noqa: E402, F401
