@@ -620,17 +620,30 @@ class VersionedCache:
                 self._local_stamps[key] = version
         self._send_invalidation(key, version)
 
+    def invalidate_shared(self, key: str, *, version: int) -> None:
+        """Drop `key` and stamp `version` in Redis now; raise RedisUnavailable if it is down.
+
+        For a durable caller (an event handler) that retries until Redis takes it, rather
+        than the deferral in process memory that `invalidate` falls back to.
+        """
+        client = shared_redis()
+        if client is not None:
+            self._invalidate_in_redis(client, key, version)
+
+    def _invalidate_in_redis(self, client: redis.Redis, key: str, version: int) -> None:
+        stamp_ttl_ms = max(1, int(max(self._ttl(), self._negative_ttl()) * 1000))
+        redis_guard.call(
+            client.register_script(_INVALIDATE),
+            keys=[self._entry_key(key), self._stamp_key(key)],
+            args=[version, stamp_ttl_ms],
+        )
+
     def _send_invalidation(self, key: str, version: int) -> None:
         client = shared_redis()
         if client is None:
             return
-        stamp_ttl_ms = max(1, int(max(self._ttl(), self._negative_ttl()) * 1000))
         try:
-            redis_guard.call(
-                client.register_script(_INVALIDATE),
-                keys=[self._entry_key(key), self._stamp_key(key)],
-                args=[version, stamp_ttl_ms],
-            )
+            self._invalidate_in_redis(client, key, version)
         except RedisUnavailable:
             logger.warning("cache %s: invalidation of %s deferred (Redis down)", self.name, key)
             with self._lock:

@@ -19,13 +19,14 @@ USER_DEACTIVATED = "user.deactivated"
 
 WELCOME_EMAIL = "users.handlers.send_welcome_email"
 WEBHOOKS = "events.webhooks.webhook_fan_out"
+CACHE_INVALIDATION = "users.handlers.invalidate_cached_user"
 
 # Topic -> dotted paths of its handlers. The dotted path is also the handler's name in
 # HandledEvent and in metrics, so renaming a handler re-runs it for redelivered events.
 HANDLERS: dict[str, tuple[str, ...]] = {
-    USER_CREATED: (WELCOME_EMAIL, WEBHOOKS),
-    USER_UPDATED: (WEBHOOKS,),
-    USER_DEACTIVATED: (WEBHOOKS,),
+    USER_CREATED: (WELCOME_EMAIL, WEBHOOKS, CACHE_INVALIDATION),
+    USER_UPDATED: (WEBHOOKS, CACHE_INVALIDATION),
+    USER_DEACTIVATED: (WEBHOOKS, CACHE_INVALIDATION),
 }
 
 TOPICS = tuple(HANDLERS)

@@ -57,6 +57,7 @@ STAFF_EMAIL=browser-staff@example.com
 STAFF_PASSWORD="browser-$RANDOM-harbour-lantern-$RANDOM"
 export DJANGO_SECRET_KEY=${DJANGO_SECRET_KEY:-$($BIN/python -c 'import secrets; print(secrets.token_urlsafe(50))')}
 (
+  # shellcheck source=/dev/null  # written by scripts/services.sh at run time
   set -a && . "./$SERVICES_ENV_FILE" && set +a
   export DJANGO_DEBUG=false
   $BIN/python manage.py migrate --noinput >/dev/null

@@ -85,6 +85,17 @@ def user_cache_invalidate_on_commit(user: User) -> None:
     user_cache.invalidate_on_commit(str(user.pk), version=user_version(user))
 
 
+def user_cache_invalidate_from_event(*, user_id: str, updated_at: str) -> None:
+    """Drop the cached user in Redis for a committed change an event reports.
+
+    The writing process invalidates after commit, but if Redis was down then, it can only
+    keep that in its memory, lost if it exits. The event is durable (the outbox): its
+    handler repeats the invalidation until Redis takes it. Raises RedisUnavailable.
+    """
+    version = int(datetime.fromisoformat(updated_at).timestamp() * 1_000_000)
+    user_cache.invalidate_shared(user_id, version=version)
+
+
 def principal_from_entry(entry: dict[str, Any]) -> User:
     """A read-only User built from a cache entry, for `request.user`.
 

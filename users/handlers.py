@@ -4,6 +4,7 @@ from django.conf import settings
 from django.core.mail import send_mail
 
 from events.models import OutboxEvent
+from users.cache import user_cache_invalidate_from_event
 
 
 def send_welcome_email(event: OutboxEvent) -> None:
@@ -20,3 +21,12 @@ def send_welcome_email(event: OutboxEvent) -> None:
         from_email=settings.DEFAULT_FROM_EMAIL,
         recipient_list=[payload["email"]],
     )
+
+
+def invalidate_cached_user(event: OutboxEvent) -> None:
+    """user.*: drop the cached user in Redis, durably (see users.cache).
+
+    Raises while Redis is down, so the task retries with backoff until it is back.
+    """
+    payload = event.payload
+    user_cache_invalidate_from_event(user_id=payload["id"], updated_at=payload["updated_at"])

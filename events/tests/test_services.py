@@ -14,7 +14,14 @@ from rest_framework.test import APIClient
 
 from events import services as outbox
 from events.models import HandledEvent, OutboxEvent
-from events.registry import USER_CREATED, USER_DEACTIVATED, USER_UPDATED, WEBHOOKS, WELCOME_EMAIL
+from events.registry import (
+    CACHE_INVALIDATION,
+    USER_CREATED,
+    USER_DEACTIVATED,
+    USER_UPDATED,
+    WEBHOOKS,
+    WELCOME_EMAIL,
+)
 from events.tasks import handle_event
 from users import services as user_services
 from users.models import User
@@ -86,7 +93,7 @@ class TestRelay:
         assert event.attempts == 1
         assert [m.to for m in mail.outbox] == [[user.email]]
         handlers = set(HandledEvent.objects.values_list("handler", flat=True))
-        assert handlers == {WELCOME_EMAIL, WEBHOOKS}
+        assert handlers == {WELCOME_EMAIL, WEBHOOKS, CACHE_INVALIDATION}
 
     def test_a_broker_failure_is_recorded_and_swallowed(
         self, monkeypatch: pytest.MonkeyPatch, django_capture_on_commit_callbacks: Any
@@ -124,7 +131,7 @@ class TestRelay:
         event = only_event(USER_CREATED)
         assert event.published_at is not None
         handlers = set(HandledEvent.objects.values_list("handler", flat=True))
-        assert handlers == {WEBHOOKS}
+        assert handlers == {WEBHOOKS, CACHE_INVALIDATION}
 
     def test_an_already_published_event_is_not_relayed_again(self, eager_celery: None) -> None:
         event = OutboxEvent.objects.create(

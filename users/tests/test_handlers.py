@@ -1,0 +1,73 @@
+"""users.handlers: the users domain's reactions to its own events."""
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.core import mail
+from django.utils import timezone
+
+from core.cache import RedisUnavailable, redis_guard
+from events.models import OutboxEvent
+from users import handlers
+from users.cache import user_cache, user_cache_prime, user_entry_get
+from users.models import User
+from users.services import _payload
+from users.tests.factories import UserFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def event_for(user: User, topic: str = "user.updated") -> OutboxEvent:
+    return OutboxEvent(topic=topic, aggregate_id=str(user.pk), payload=_payload(user))
+
+
+def cached_name(user: User) -> str:
+    entry = user_entry_get(user.pk)
+    assert entry is not None
+    return str(entry["user"]["display_name"])
+
+
+def test_welcome_email_goes_to_the_new_address() -> None:
+    user = UserFactory.create(email="ann@example.com", display_name="Ann")
+    handlers.send_welcome_email(event_for(user, "user.created"))
+    (message,) = mail.outbox
+    assert message.to == ["ann@example.com"]
+    assert "Ann" in message.body
+
+
+# Committed for real: nothing is cached inside a transaction.
+@pytest.mark.django_db(transaction=True)
+def test_cache_invalidation_from_the_event_drops_what_the_writer_could_not(services) -> None:
+    user = UserFactory.create(display_name="Old")
+    user_cache_prime(user)
+    # A write whose process died before it could tell Redis (Redis was down then).
+    User.objects.filter(pk=user.pk).update(
+        display_name="New", updated_at=timezone.now() + timedelta(seconds=1)
+    )
+    user.refresh_from_db()
+    user_cache.clear_local()
+    assert cached_name(user) == "Old", "stale, as described"
+
+    handlers.invalidate_cached_user(event_for(user))
+
+    user_cache.clear_local()
+    assert cached_name(user) == "New"
+
+
+def test_cache_invalidation_raises_while_redis_is_down_so_the_task_retries(
+    services, settings: Any
+) -> None:
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "core.cache.ResilientRedisCache",
+            "LOCATION": "redis://127.0.0.1:1/0",
+            "OPTIONS": {"SOCKET_TIMEOUT": 0.1, "SOCKET_CONNECT_TIMEOUT": 0.1},
+        }
+    }
+    user = UserFactory.create()
+    try:
+        with pytest.raises(RedisUnavailable):
+            handlers.invalidate_cached_user(event_for(user))
+    finally:
+        redis_guard.reset()
