@@ -50,7 +50,7 @@ _pinned_until: ContextVar[float] = ContextVar("pinned_until", default=0.0)
 _force_primary: ContextVar[bool] = ContextVar("force_primary", default=False)
 _wrote: ContextVar[bool] = ContextVar("wrote", default=False)
 
-monitor = ReplicaMonitor(settings.REPLICA_DATABASES)
+monitor = ReplicaMonitor()
 
 
 def pin_reads_to_primary(seconds: float | None = None) -> None:

@@ -67,21 +67,35 @@ class ReplicaMonitor:
     treated as too much.
     """
 
-    def __init__(self, aliases: list[str]) -> None:
-        self.aliases = list(aliases)
-        self._states = {alias: ReplicaState() for alias in self.aliases}
+    def __init__(self, aliases: list[str] | None = None) -> None:
+        # None: the configured replicas, read on first use. The monitor is built when its
+        # module is imported, which may happen before settings can load (and then must
+        # not be what fails).
+        self._aliases = None if aliases is None else list(aliases)
+        self._states: dict[str, ReplicaState] = {}
         # (monotonic time, primary WAL position) at recent probes; see `_lag`.
         self._primary_positions: deque[tuple[float, int]] = deque(maxlen=64)
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._probe_pid: int | None = None
 
+    @property
+    def aliases(self) -> list[str]:
+        """The replica aliases this monitor watches."""
+        if self._aliases is None:
+            self._aliases = list(settings.REPLICA_DATABASES)
+        return self._aliases
+
     def readable(self) -> list[str]:
         """The replicas admitted for reads now (healthy and within the lag limit)."""
         self._ensure_probing()
         max_lag = settings.REPLICA_MAX_LAG_SECONDS
         with self._lock:
-            return [alias for alias, state in self._states.items() if state.admitted(max_lag)]
+            return [
+                alias
+                for alias in self.aliases
+                if self._states.get(alias, ReplicaState()).admitted(max_lag)
+            ]
 
     def choose(self) -> str | None:
         """A random admitted replica, spreading reads across them; None if there is none."""
@@ -92,14 +106,15 @@ class ReplicaMonitor:
     def state(self, alias: str) -> ReplicaState:
         """A copy of what is known about one replica."""
         with self._lock:
-            state = self._states[alias]
+            state = self._states.get(alias, ReplicaState())
             return ReplicaState(state.reachable, state.lag_seconds, state.checked_at)
 
     def mark_down(self, alias: str, *, reason: str) -> None:
         """Take a replica out of rotation after a failed query; the probe readmits it."""
         with self._lock:
-            was_reachable = self._states[alias].reachable
-            self._states[alias].reachable = False
+            state = self._states.setdefault(alias, ReplicaState())
+            was_reachable = state.reachable
+            state.reachable = False
         if was_reachable:
             logger.warning("replica %s marked down: %s", alias, reason)
             REPLICA_MARKED_DOWN.labels(alias, reason).inc()
