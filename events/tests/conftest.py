@@ -9,6 +9,7 @@ late, a killed worker's messages come back through Redis's visibility timeout.
 import email
 import json
 import os
+import select
 import signal
 import socket
 import subprocess
@@ -129,6 +130,22 @@ class Worker:
         os.killpg(self.process.pid, signal.SIGKILL)
         self.process.wait(timeout=10)
 
+    def terminate(self, *, timeout: float) -> int:
+        """SIGTERM the main process only, as Kubernetes signals a container; return its code.
+
+        Fails the test if the worker, or any process it started, outlives `timeout`.
+        """
+        assert self.process is not None
+        os.kill(self.process.pid, signal.SIGTERM)
+        try:
+            code = self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=10)
+            pytest.fail(f"the worker ignored SIGTERM for {timeout}s:\n{self.tail()}")
+        wait_for(lambda: not _group_alive(self.process), timeout=timeout, what="its pool to exit")
+        return code
+
     def stop(self) -> None:
         """Warm shutdown; SIGKILL if it takes too long."""
         if self.process is None or self.process.poll() is not None:
@@ -154,6 +171,15 @@ class Worker:
         """The end of the worker's log, for failure messages."""
         text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
         return "\n".join(text.splitlines()[-lines:])
+
+
+def _group_alive(process: subprocess.Popen[bytes] | None) -> bool:
+    assert process is not None
+    try:
+        os.killpg(process.pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 @pytest.fixture(scope="module")
@@ -236,6 +262,7 @@ class Received:
     body: bytes
     headers: dict[str, str]
     status: int
+    answered_at: float | None = None
 
 
 @dataclass
@@ -244,10 +271,13 @@ class Receiver:
 
     `statuses` are the answers to the first requests, in order; later ones get 200.
     With `hold_first`, the first request is kept unanswered until `release` is set.
+    With `slow_first`, the first request is answered after that many seconds (sooner if
+    `release` is set); if the sender hung up meanwhile, its status is 0, not accepted.
     """
 
     statuses: list[int] = field(default_factory=list)
     hold_first: bool = False
+    slow_first: float = 0.0
     requests: list[Received] = field(default_factory=list)
     release: threading.Event = field(default_factory=threading.Event)
     url: str = ""
@@ -281,7 +311,15 @@ def receiver() -> Iterator[Receiver]:
                 state.release.wait(timeout=30)
                 # The sender is gone by now: this one never counts as accepted.
                 status = 503
+            elif state.slow_first and index == 0:
+                state.release.wait(timeout=state.slow_first)
+                if _hung_up(self.connection):
+                    record.status = 0
+                    record.answered_at = time.monotonic()
+                    self.close_connection = True
+                    return
             record.status = status
+            record.answered_at = time.monotonic()
             try:
                 self.send_response(status)
                 self.send_header("Content-Length", "0")
@@ -301,6 +339,17 @@ def receiver() -> Iterator[Receiver]:
     state.release.set()
     server.shutdown()
     server.server_close()
+
+
+def _hung_up(sock: socket.socket) -> bool:
+    # The sender sends nothing more before our answer: readable means closed or reset.
+    readable, _, _ = select.select([sock], [], [], 0)
+    if not readable:
+        return False
+    try:
+        return sock.recv(1, socket.MSG_PEEK) == b""
+    except OSError:
+        return True
 
 
 def closed_port() -> int:

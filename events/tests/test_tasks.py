@@ -7,6 +7,7 @@ Each test goes through the API or the services as production does; the worker is
 import json
 import re
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from itertools import pairwise
 from pathlib import Path
@@ -176,6 +177,49 @@ def test_worker_killed_mid_task_redelivers_and_completes_without_duplicates(
     assert WebhookAttempt.objects.filter(delivery__event=event).count() == 1
     assert len(sent_emails(worker.env, "cy@example.com")) == 1
     assert handled(event, WELCOME_EMAIL) == 1
+
+
+def test_sigterm_mid_task_finishes_or_redelivers_the_delivery_exactly_once(
+    worker: Worker, receiver: Receiver, record_property: Callable[[str, object], None]
+) -> None:
+    subscribe(receiver)
+    receiver.slow_first = 1.5
+    log_start = worker.log_size()
+
+    body = sign_up("hal@example.com")
+    event = OutboxEvent.objects.get(aggregate_id=body["id"])
+    # The delivery task is mid-request: the endpoint takes its time to answer.
+    [first] = wait_for(lambda: receiver.requests, what="the webhook request to arrive")
+
+    signalled_at = time.monotonic()
+    assert worker.terminate(timeout=15) == 0, worker.tail()
+    answered_at = wait_for(lambda: first.answered_at, what="the receiver to be done with it")
+    assert answered_at > signalled_at, "the SIGTERM came after the task, not during it"
+
+    # Either Celery's warm shutdown let the running task finish (the expected way), or
+    # its message stayed unacknowledged and the next worker gets it again.
+    finished = delivery_status(event) == WebhookDelivery.Status.DELIVERED
+    path = "finished in the warm shutdown" if finished else "redelivered to the next worker"
+    record_property("sigterm_path", path)
+    if finished:
+        assert first.status == 200
+        log = worker.log_since(log_start)
+        assert re.search(r"Warm shutdown.*deliver_webhook\[[0-9a-f-]+\] succeeded", log, re.S)
+
+    worker.start()
+    wait_for(
+        lambda: delivery_status(event) == WebhookDelivery.Status.DELIVERED,
+        timeout=30,
+        what=f"the delivery to complete ({path})",
+    )
+    wait_for(lambda: sent_emails(worker.env, "hal@example.com"), what="the welcome email")
+    wait_for(lambda: broker_drained(worker.env["CELERY_BROKER_URL"]), what="the worker to idle")
+    assert receiver.ids() == [str(event.pk)], path
+    assert delivery_of(event).attempts == 1, path
+    assert WebhookAttempt.objects.filter(delivery__event=event).count() == 1, path
+    assert len(sent_emails(worker.env, "hal@example.com")) == 1, path
+    assert handled(event, WELCOME_EMAIL) == 1, path
+    assert handled(event, WEBHOOKS) == 1, path
 
 
 def test_the_same_message_twice_is_handled_once(worker: Worker, receiver: Receiver) -> None:
