@@ -34,6 +34,22 @@ def throttle_rates(monkeypatch: pytest.MonkeyPatch) -> Callable[..., None]:
 
 
 @pytest.fixture
+def redis_down(settings: Any) -> Iterator[None]:
+    """The cache layer pointed at a closed port, with short timeouts, breaker reset after."""
+    from core.cache import redis_guard
+
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "core.cache.ResilientRedisCache",
+            "LOCATION": "redis://127.0.0.1:1/0",
+            "OPTIONS": {"SOCKET_TIMEOUT": 0.1, "SOCKET_CONNECT_TIMEOUT": 0.1},
+        }
+    }
+    yield
+    redis_guard.reset()
+
+
+@pytest.fixture
 def api_client() -> APIClient:
     """An anonymous API client."""
     return APIClient()

@@ -1,13 +1,11 @@
 """users.admin_site: the admin login is throttled like the API login, on the same counters."""
 
 from collections.abc import Callable
-from typing import Any
 
 import pytest
 from django.test import Client
 from rest_framework.test import APIClient
 
-from core.cache import redis_guard
 from users.models import User
 from users.tests.factories import DEFAULT_PASSWORD, UserFactory
 
@@ -80,22 +78,13 @@ def test_only_login_posts_count(throttle_rates: Callable[..., None]) -> None:
 
 
 def test_lockout_holds_with_redis_down(
-    services: dict[str, str], settings: Any, throttle_rates: Callable[..., None]
+    redis_down: None, throttle_rates: Callable[..., None]
 ) -> None:
     # The cache layer falls back to a per-process cache while Redis fails (core.cache):
     # counting goes on there instead of silently stopping.
-    settings.CACHES = {
-        "default": {
-            "BACKEND": "core.cache.ResilientRedisCache",
-            "LOCATION": "redis://127.0.0.1:1/0",
-            "OPTIONS": {"SOCKET_TIMEOUT": 0.1, "SOCKET_CONNECT_TIMEOUT": 0.1},
-        }
-    }
     throttle_rates(login_email="3/minute", login_ip="100/minute")
     client = Client()
-    try:
-        statuses = [attempt(client, "target@example.com") for _ in range(4)]
-    finally:
-        redis_guard.reset()
+
+    statuses = [attempt(client, "target@example.com") for _ in range(4)]
 
     assert statuses == [200, 200, 200, 429]

@@ -1,13 +1,12 @@
 """users.handlers: the users domain's reactions to its own events."""
 
 from datetime import timedelta
-from typing import Any
 
 import pytest
 from django.core import mail
 from django.utils import timezone
 
-from core.cache import RedisUnavailable, redis_guard
+from core.cache import RedisUnavailable
 from events.models import OutboxEvent
 from users import handlers
 from users.cache import user_cache, user_cache_prime, user_entry_get
@@ -56,18 +55,8 @@ def test_cache_invalidation_from_the_event_drops_what_the_writer_could_not(servi
 
 
 def test_cache_invalidation_raises_while_redis_is_down_so_the_task_retries(
-    services, settings: Any
+    redis_down: None,
 ) -> None:
-    settings.CACHES = {
-        "default": {
-            "BACKEND": "core.cache.ResilientRedisCache",
-            "LOCATION": "redis://127.0.0.1:1/0",
-            "OPTIONS": {"SOCKET_TIMEOUT": 0.1, "SOCKET_CONNECT_TIMEOUT": 0.1},
-        }
-    }
     user = UserFactory.create()
-    try:
-        with pytest.raises(RedisUnavailable):
-            handlers.invalidate_cached_user(event_for(user))
-    finally:
-        redis_guard.reset()
+    with pytest.raises(RedisUnavailable):
+        handlers.invalidate_cached_user(event_for(user))
