@@ -50,7 +50,9 @@ class TokenAuthentication(knox_auth.TokenAuthentication):
             except RedisUnavailable:
                 cached = None
             if cached is not None and (cached.expiry is None or cached.expiry > timezone.now()):
-                entry = user_caches.user_entry_get(cached.user_id)
+                # A miss loads the user from the primary: never judge "active" on a replica.
+                with db_router.use_primary():
+                    entry = user_caches.user_entry_get(cached.user_id)
                 if entry is None:
                     raise invalid
                 user = user_caches.principal_from_entry(entry)
