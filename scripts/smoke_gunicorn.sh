@@ -41,4 +41,5 @@ for _ in $(seq 1 120); do
   kill -0 "$server" 2>/dev/null || { cat "$log" >&2; echo "gunicorn exited" >&2; exit 1; }
   sleep 0.5
 done
-SMOKE_FORWARDED_PROTO=https bash scripts/smoke.sh "http://localhost:$PORT" || { cat "$log" >&2; exit 1; }
+# /metrics answers loopback clients when no METRICS_TOKEN is set, as here.
+METRICS_URL="http://localhost:$PORT/metrics" SMOKE_FORWARDED_PROTO=https bash scripts/smoke.sh "http://localhost:$PORT" || { cat "$log" >&2; exit 1; }

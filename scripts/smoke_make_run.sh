@@ -16,4 +16,4 @@ for _ in $(seq 1 240); do
   kill -0 "$server" 2>/dev/null || { cat "$log" >&2; echo "make run exited" >&2; exit 1; }
   sleep 0.5
 done
-bash scripts/smoke.sh "http://127.0.0.1:$PORT" || { cat "$log" >&2; exit 1; }
+METRICS_URL="http://127.0.0.1:$PORT/metrics" bash scripts/smoke.sh "http://127.0.0.1:$PORT" || { cat "$log" >&2; exit 1; }
