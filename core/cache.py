@@ -97,6 +97,9 @@ REDIS_FALLBACKS = Counter(
 REDIS_DOWN_ERRORS: tuple[type[BaseException], ...] = (
     redis.exceptions.ConnectionError,
     redis.exceptions.TimeoutError,
+    # A replica after a failover, or a full Redis with `noeviction`: down for our writes.
+    redis.exceptions.ReadOnlyError,
+    redis.exceptions.OutOfMemoryError,
     ConnectionInterrupted,
     OSError,
 )

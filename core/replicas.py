@@ -28,6 +28,9 @@ logger = logging.getLogger(__name__)
 
 # Each gunicorn worker probes on its own; under multiprocess metrics a scrape shows the most
 # pessimistic live worker's view (min of "up", max of lag), and an exited worker's drops out.
+# A replica's last measure counts for this many probe intervals.
+STALE_AFTER_CHECKS = 3
+
 REPLICA_UP = Gauge(
     "db_replica_up",
     "1 if the replica is admitted for reads, else 0.",
@@ -55,9 +58,9 @@ class ReplicaState:
     lag_seconds: float = float("inf")
     checked_at: float = 0.0
 
-    def admitted(self, max_lag: float) -> bool:
-        """May this replica serve reads?"""
-        return self.reachable and self.lag_seconds <= max_lag
+    def admitted(self, max_lag: float, *, measured_since: float = 0.0) -> bool:
+        """May this replica serve reads? Not on a measure older than `measured_since`."""
+        return self.reachable and self.lag_seconds <= max_lag and self.checked_at >= measured_since
 
 
 class ReplicaMonitor:
@@ -90,11 +93,16 @@ class ReplicaMonitor:
         """The replicas admitted for reads now (healthy and within the lag limit)."""
         self._ensure_probing()
         max_lag = settings.REPLICA_MAX_LAG_SECONDS
+        # A probe stuck on a hung server measures nothing: its last verdict goes stale and
+        # stops counting, or a replica seen caught up would keep reads while falling behind.
+        fresh_since = time.monotonic() - STALE_AFTER_CHECKS * settings.REPLICA_CHECK_INTERVAL
         with self._lock:
             return [
                 alias
                 for alias in self.aliases
-                if self._states.get(alias, ReplicaState()).admitted(max_lag)
+                if self._states.get(alias, ReplicaState()).admitted(
+                    max_lag, measured_since=fresh_since
+                )
             ]
 
     def choose(self) -> str | None:
@@ -216,6 +224,10 @@ def _conninfo(alias: str) -> str:
         port=config["PORT"] or None,
         connect_timeout=settings.REPLICA_CONNECT_TIMEOUT,
         application_name="replica-probe",
+        # A server that accepts and then stops answering must not hold the probe: bound
+        # the statement, and the unacknowledged-send time of the socket (ms).
+        options=f"-c statement_timeout={int(settings.REPLICA_CHECK_INTERVAL * 1000)}",
+        tcp_user_timeout=int(settings.REPLICA_CHECK_INTERVAL * 1000),
     )
 
 

@@ -15,10 +15,11 @@ from typing import Any
 from uuid import UUID
 
 from django.conf import settings
-from django.db import IntegrityError, router, transaction
+from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
+from core.db_router import PRIMARY
 from core.request_logging import current_request_id
 from events import metrics, registry
 from events.models import HandledEvent, OutboxEvent
@@ -146,8 +147,7 @@ def event_handle(*, event_id: UUID, handler_name: str) -> bool:
     with transaction.atomic():
         # From the primary, whatever a database router does with reads: a task can run
         # milliseconds after the commit, before a replica has the row.
-        primary = router.db_for_write(OutboxEvent)
-        event = OutboxEvent.objects.using(primary).filter(pk=event_id).first()
+        event = OutboxEvent.objects.using(PRIMARY).filter(pk=event_id).first()
         if event is None:
             logger.warning("event %s not found; %s skipped", event_id, handler_name)
             return False

@@ -28,7 +28,11 @@ from users.models import User, normalize_email
 # the caller's role in the API's input serializers and in the admin's forms.
 UPDATABLE_FIELDS = frozenset({"email", "display_name", "is_active", "is_staff", "is_superuser"})
 
-_EMAIL_TAKEN = ValidationError({"email": "A user with this email already exists."})
+
+def _email_taken() -> ValidationError:
+    # A new instance each time: a shared one would pile up tracebacks (and the locals in
+    # them, passwords included) with every raise.
+    return ValidationError({"email": "A user with this email already exists."})
 
 
 def user_create(
@@ -65,7 +69,7 @@ def user_create(
             user_cache_invalidate_on_commit(user)
     except IntegrityError as exc:
         # Two sign-ups raced past full_clean's uniqueness check; the index decided.
-        raise _EMAIL_TAKEN from exc
+        raise _email_taken() from exc
     return user
 
 
@@ -100,7 +104,7 @@ def user_update(*, user: User, data: dict[str, Any]) -> User:
                 payload={**_payload(user), "changed": sorted(changed)},
             )
     except IntegrityError as exc:
-        raise _EMAIL_TAKEN from exc
+        raise _email_taken() from exc
     return user
 
 

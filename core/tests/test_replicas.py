@@ -1,5 +1,6 @@
 """core.replicas: lag arithmetic, and the probe against the real replica."""
 
+import os
 import time
 
 import pytest
@@ -88,3 +89,16 @@ def test_a_paused_replica_is_measured_behind(services, settings) -> None:
 def probed_lag(monitor: ReplicaMonitor) -> float:
     monitor.check_now()
     return monitor.state("replica_0").lag_seconds
+
+
+def test_a_stale_measure_stops_counting(settings) -> None:
+    monitor = ReplicaMonitor(["replica_0"])
+    monitor._probe_pid = os.getpid()  # as if probing: this test sets the measures itself
+    fresh = ReplicaState(reachable=True, lag_seconds=0.0, checked_at=time.monotonic())
+    monitor._record("replica_0", fresh)
+    assert monitor.readable() == ["replica_0"]
+
+    # The probe is stuck on a hung server: its last verdict ages past three intervals.
+    stale_at = time.monotonic() - 4 * settings.REPLICA_CHECK_INTERVAL
+    monitor._record("replica_0", ReplicaState(reachable=True, lag_seconds=0.0, checked_at=stale_at))
+    assert monitor.readable() == []

@@ -21,6 +21,7 @@ from rest_framework.views import APIView
 
 from users import selectors, services
 from users.api.pagination import UserCursorPagination
+from users.api.permissions import SuperusersChangedOnlyBySuperusers
 from users.api.serializers import (
     PasswordChangeSerializer,
     PasswordSetSerializer,
@@ -82,6 +83,8 @@ class UserViewSet(viewsets.GenericViewSet[User]):
             return [AllowAny()]
         if self.action == "list":
             return [IsAdminUser()]
+        if self.action in {"partial_update", "destroy", "password"}:
+            return [IsAuthenticated(), SuperusersChangedOnlyBySuperusers()]
         return [IsAuthenticated()]
 
     def get_throttles(self) -> list[BaseThrottle]:
@@ -96,6 +99,7 @@ class UserViewSet(viewsets.GenericViewSet[User]):
         user = selectors.user_get(user_id=UUID(self.kwargs["pk"]), viewer=self._viewer())
         if user is None:
             raise NotFound()
+        self.check_object_permissions(self.request, user)
         return user
 
     def create(self, request: Request) -> Response:

@@ -457,3 +457,46 @@ class TestTokens:
             "/api/v1/auth/token/", {"email": "u9@example.com", "password": "x"}, format="json"
         )
         assert_error(blocked, 429, "throttled")
+
+
+class TestSuperusersAreChangedOnlyBySuperusers:
+    @pytest.fixture
+    def superuser(self, db: None) -> User:
+        return UserFactory.create(is_staff=True, is_superuser=True, display_name="Root")
+
+    @pytest.mark.parametrize(
+        ("method", "suffix", "body"),
+        [
+            ("patch", "", {"display_name": "Owned"}),
+            ("delete", "", None),
+            ("post", "password/", {"password": STRONG}),
+        ],
+    )
+    def test_staff_cannot_take_over_a_superuser(
+        self,
+        staff: User,
+        superuser: User,
+        client_for: ClientFor,
+        method: str,
+        suffix: str,
+        body: dict[str, Any] | None,
+    ) -> None:
+        before = User.objects.get(pk=superuser.pk)
+        response = getattr(client_for(staff), method)(url(superuser, suffix), body, format="json")
+        assert_error(response, 403, "permission_denied")
+        after = User.objects.get(pk=superuser.pk)
+        assert (after.display_name, after.is_active, after.password) == (
+            before.display_name,
+            before.is_active,
+            before.password,
+        )
+
+    def test_staff_still_read_a_superuser(
+        self, staff: User, superuser: User, client_for: ClientFor
+    ) -> None:
+        assert client_for(staff).get(url(superuser)).status_code == 200
+
+    def test_a_superuser_may_change_another(self, superuser: User, client_for: ClientFor) -> None:
+        other = UserFactory.create(is_staff=True, is_superuser=True)
+        response = client_for(superuser).patch(url(other), {"display_name": "Ok"}, format="json")
+        assert response.status_code == 200
