@@ -13,6 +13,15 @@ from events.models import OutboxEvent
 
 Handler = Callable[[OutboxEvent], None]
 
+
+class DependencyDown(Exception):
+    """Raised by a handler whose work must wait for a dependency (Redis, say) to return.
+
+    Its task retries without a limit, at the backoff's ceiling once reached, instead of
+    giving up after EVENTS_HANDLER_MAX_RETRIES: the work is owed, only late.
+    """
+
+
 USER_CREATED = "user.created"
 USER_UPDATED = "user.updated"
 USER_DEACTIVATED = "user.deactivated"

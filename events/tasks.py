@@ -11,7 +11,7 @@ from celery import Task, shared_task
 from django.conf import settings
 
 from core import db_router
-from events import metrics, services, webhooks
+from events import metrics, registry, services, webhooks
 from events.backoff import backoff_seconds
 from events.models import OutboxEvent
 
@@ -34,7 +34,10 @@ def handle_event(self: Task, event_id: str, handler_name: str) -> None:
             # request; log it instead, the admin's "dispatch again" re-runs it.
             logger.exception("handler %s failed for event %s", handler_name, event_id)
             return
-        if self.request.retries >= settings.EVENTS_HANDLER_MAX_RETRIES:
+        # A handler waiting for a dependency to come back (DependencyDown) keeps retrying
+        # at the backoff's ceiling; any other failure gives up after the maximum retries.
+        gives_up = not isinstance(exc, registry.DependencyDown)
+        if gives_up and self.request.retries >= settings.EVENTS_HANDLER_MAX_RETRIES:
             logger.exception("handler %s gave up on event %s", handler_name, event_id)
             raise
         metrics.RETRIED.labels(topic, handler_name).inc()

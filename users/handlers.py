@@ -3,7 +3,9 @@
 from django.conf import settings
 from django.core.mail import send_mail
 
+from core.cache import RedisUnavailable
 from events.models import OutboxEvent
+from events.registry import DependencyDown
 from users.cache import user_cache_invalidate_from_event
 
 
@@ -26,7 +28,10 @@ def send_welcome_email(event: OutboxEvent) -> None:
 def invalidate_cached_user(event: OutboxEvent) -> None:
     """user.*: drop the cached user in Redis, durably (see users.cache).
 
-    Raises while Redis is down, so the task retries with backoff until it is back.
+    Raises DependencyDown while Redis is down: the task retries until it is back.
     """
     payload = event.payload
-    user_cache_invalidate_from_event(user_id=payload["id"], updated_at=payload["updated_at"])
+    try:
+        user_cache_invalidate_from_event(user_id=payload["id"], updated_at=payload["updated_at"])
+    except RedisUnavailable as exc:
+        raise DependencyDown("Redis is unavailable") from exc

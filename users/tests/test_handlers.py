@@ -6,8 +6,8 @@ import pytest
 from django.core import mail
 from django.utils import timezone
 
-from core.cache import RedisUnavailable
 from events.models import OutboxEvent
+from events.registry import DependencyDown
 from users import handlers
 from users.cache import user_cache, user_cache_prime, user_entry_get
 from users.models import User
@@ -58,5 +58,5 @@ def test_cache_invalidation_raises_while_redis_is_down_so_the_task_retries(
     redis_down: None,
 ) -> None:
     user = UserFactory.create()
-    with pytest.raises(RedisUnavailable):
+    with pytest.raises(DependencyDown):
         handlers.invalidate_cached_user(event_for(user))

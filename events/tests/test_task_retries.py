@@ -1,0 +1,64 @@
+"""events.tasks.handle_event's retry policy, decided without a broker.
+
+The worker-level behaviour (real retries, redelivery) is in test_tasks.py; here the task's
+own decision: give up after EVENTS_HANDLER_MAX_RETRIES, except while a dependency is down.
+"""
+
+from typing import Any
+
+import pytest
+from celery.exceptions import Retry
+
+from events import services
+from events.registry import DependencyDown
+from events.tasks import handle_event
+
+pytestmark = pytest.mark.django_db
+
+
+class Boom(Exception):
+    pass
+
+
+@pytest.fixture
+def retried(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """Countdowns of the retries the task asks for; no message is sent."""
+    countdowns: list[float] = []
+
+    def retry(exc: Exception, countdown: float, **_: Any) -> Retry:
+        countdowns.append(countdown)
+        return Retry(exc=exc, when=countdown)
+
+    monkeypatch.setattr(handle_event, "retry", retry)
+    return countdowns
+
+
+def run_after(retries: int, failure: Exception, monkeypatch: pytest.MonkeyPatch) -> None:
+    def fail(**_: Any) -> None:
+        raise failure
+
+    monkeypatch.setattr(services, "event_handle", fail)
+    handle_event.push_request(id="t-1", retries=retries, is_eager=False, called_directly=False)
+    try:
+        handle_event.run("00000000-0000-0000-0000-000000000001", "users.handlers.x")
+    finally:
+        handle_event.pop_request()
+
+
+def test_an_ordinary_failure_gives_up_after_the_maximum(
+    settings: Any, retried: list[float], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with pytest.raises(Retry):
+        run_after(settings.EVENTS_HANDLER_MAX_RETRIES - 1, Boom(), monkeypatch)
+    with pytest.raises(Boom):
+        run_after(settings.EVENTS_HANDLER_MAX_RETRIES, Boom(), monkeypatch)
+    assert len(retried) == 1
+
+
+def test_a_dependency_down_keeps_retrying_at_the_ceiling(
+    settings: Any, retried: list[float], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with pytest.raises(Retry):
+        run_after(settings.EVENTS_HANDLER_MAX_RETRIES + 50, DependencyDown("redis"), monkeypatch)
+    assert retried[0] <= settings.EVENTS_RETRY_BACKOFF_MAX_SECONDS
+    assert retried[0] >= settings.EVENTS_RETRY_BACKOFF_MAX_SECONDS / 2
