@@ -8,6 +8,7 @@ import time
 from typing import Any
 
 from celery.signals import before_task_publish, task_postrun, task_prerun
+from django.conf import settings
 
 from core import db_router
 
@@ -31,7 +32,8 @@ def apply_pin(task: Any = None, **kwargs: Any) -> None:
     db_router.reset()
     deadline = getattr(task.request, PIN_HEADER, None)
     if isinstance(deadline, int | float) and deadline > time.time():
-        db_router.pin_reads_to_primary(deadline - time.time())
+        # Never longer than a pin lasts, whatever the publisher's clock said.
+        db_router.pin_reads_to_primary(min(deadline - time.time(), settings.REPLICA_PIN_SECONDS))
 
 
 @task_postrun.connect(dispatch_uid="core.celery_routing.clear_pin")

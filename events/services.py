@@ -110,6 +110,15 @@ def outbox_sweep(
             for event in batch:
                 try:
                     _enqueue_handlers(event)
+                except LookupError as exc:
+                    # No handler is registered for its topic (renamed or removed): the
+                    # event stays unpublished for an operator, and does not hold up the
+                    # events behind it.
+                    logger.error("outbox sweep: event %s has no handlers: %s", event.pk, exc)
+                    event.attempts += 1
+                    event.last_error = f"no handlers for topic {event.topic!r}"
+                    event.save(update_fields=["attempts", "last_error"])
+                    continue
                 except Exception as exc:
                     logger.warning("outbox sweep: broker unavailable (%s)", _describe(exc))
                     metrics.RELAY_FAILED.inc()

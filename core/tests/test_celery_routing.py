@@ -60,6 +60,11 @@ def test_the_worker_applies_the_pin_for_what_is_left_of_it() -> None:
     assert db_router.pin_remaining() == 0, "the next task on this thread starts unpinned"
 
 
+def test_a_pin_from_a_fast_clock_lasts_no_longer_than_a_pin(settings) -> None:
+    run_as_worker({PIN_HEADER: time.time() + 3600})
+    assert seen[0] <= settings.REPLICA_PIN_SECONDS
+
+
 def test_an_expired_or_missing_pin_pins_nothing_even_after_a_pinned_task() -> None:
     db_router.pin_reads_to_primary(30)  # left over in the worker thread
     run_as_worker({PIN_HEADER: time.time() - 1})

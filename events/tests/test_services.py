@@ -159,6 +159,23 @@ class TestSweep:
         assert fresh.published_at is None
         assert HandledEvent.objects.filter(event_id=old.pk, handler=WEBHOOKS).exists()
 
+    def test_an_event_nobody_handles_does_not_block_the_rest(self, eager_celery: None) -> None:
+        created_at = timezone.now() - timedelta(minutes=1)
+        orphan = OutboxEvent.objects.create(
+            topic="user.renamed-long-ago", aggregate_id="a", payload={}, created_at=created_at
+        )
+        later = OutboxEvent.objects.create(
+            topic=USER_UPDATED, aggregate_id="b", payload={}, created_at=created_at
+        )
+
+        assert outbox.outbox_sweep(older_than=timedelta(0)) == 1
+
+        orphan.refresh_from_db()
+        later.refresh_from_db()
+        assert orphan.published_at is None
+        assert "no handlers" in orphan.last_error
+        assert later.published_at is not None
+
     def test_works_in_batches(self, eager_celery: None) -> None:
         created_at = timezone.now() - timedelta(minutes=1)
         OutboxEvent.objects.bulk_create(
