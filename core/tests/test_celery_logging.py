@@ -8,9 +8,10 @@ import logging
 
 import pytest
 import structlog
-from celery.signals import before_task_publish, task_postrun, task_prerun
+from celery.signals import before_task_publish
 
 from config.celery import app
+from core.tests.celery_worker import run_as_worker
 
 
 @app.task(name="core.tests.celery_logging.log_something")
@@ -40,21 +41,9 @@ def test_publishing_outside_a_request_adds_nothing() -> None:
     assert "request_id" not in headers
 
 
-def _run_as_worker(request: dict) -> None:
-    """What the worker does around a task: signals, the task's own request, the body."""
-    log_something.push_request(**{"id": "task-1", "is_eager": False, **request})
-    signal_args = {"sender": log_something, "task_id": "task-1", "task": log_something}
-    try:
-        task_prerun.send(**signal_args, args=(), kwargs={})
-        log_something.run()
-        task_postrun.send(**signal_args, args=(), kwargs={}, retval="done", state="SUCCESS")
-    finally:
-        log_something.pop_request()
-
-
 def test_the_worker_binds_the_messages_request_id_for_the_task(log_output) -> None:
     structlog.contextvars.bind_contextvars(request_id="left-over-from-elsewhere")
-    _run_as_worker({"request_id": "req-77"})
+    run_as_worker(log_something, {"request_id": "req-77"})
     (line,) = [line for line in log_output.lines() if line["event"] == "task working"]
     assert line["request_id"] == "req-77"
     assert line["task"] == "core.tests.celery_logging.log_something"
@@ -64,7 +53,7 @@ def test_the_worker_binds_the_messages_request_id_for_the_task(log_output) -> No
 
 
 def test_a_task_queued_outside_a_request_gets_its_own_id(log_output) -> None:
-    _run_as_worker({})
+    run_as_worker(log_something, {})
     (line,) = [line for line in log_output.lines() if line["event"] == "task working"]
     assert len(line["request_id"]) == 32
 

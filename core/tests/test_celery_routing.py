@@ -6,11 +6,12 @@ These drive Celery's real signals without a broker, as a worker does around each
 import time
 
 import pytest
-from celery.signals import before_task_publish, task_postrun, task_prerun
+from celery.signals import before_task_publish
 
 from config.celery import app
 from core import db_router
 from core.celery_routing import PIN_HEADER
+from core.tests.celery_worker import run_as_worker
 
 seen: list[float] = []
 
@@ -33,17 +34,6 @@ def publish() -> dict:
     return headers
 
 
-def run_as_worker(headers: dict) -> None:
-    note_pin.push_request(**{"id": "task-1", "is_eager": False, **headers})
-    signal_args = {"sender": note_pin, "task_id": "task-1", "task": note_pin}
-    try:
-        task_prerun.send(**signal_args, args=(), kwargs={})
-        note_pin.run()
-        task_postrun.send(**signal_args, args=(), kwargs={}, retval=None, state="SUCCESS")
-    finally:
-        note_pin.pop_request()
-
-
 def test_a_pinned_context_sends_its_pin_with_the_task() -> None:
     db_router.pin_reads_to_primary(10)
     headers = publish()
@@ -55,18 +45,18 @@ def test_an_unpinned_context_sends_none() -> None:
 
 
 def test_the_worker_applies_the_pin_for_what_is_left_of_it() -> None:
-    run_as_worker({PIN_HEADER: time.time() + 5})
+    run_as_worker(note_pin, {PIN_HEADER: time.time() + 5})
     assert 4 < seen[0] <= 5
     assert db_router.pin_remaining() == 0, "the next task on this thread starts unpinned"
 
 
 def test_a_pin_from_a_fast_clock_lasts_no_longer_than_a_pin(settings) -> None:
-    run_as_worker({PIN_HEADER: time.time() + 3600})
+    run_as_worker(note_pin, {PIN_HEADER: time.time() + 3600})
     assert seen[0] <= settings.REPLICA_PIN_SECONDS
 
 
 def test_an_expired_or_missing_pin_pins_nothing_even_after_a_pinned_task() -> None:
     db_router.pin_reads_to_primary(30)  # left over in the worker thread
-    run_as_worker({PIN_HEADER: time.time() - 1})
-    run_as_worker({})
+    run_as_worker(note_pin, {PIN_HEADER: time.time() - 1})
+    run_as_worker(note_pin, {})
     assert seen == [0.0, 0.0]

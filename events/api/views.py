@@ -1,6 +1,5 @@
 """HTTP endpoints for webhook subscriptions (staff only). Thin: validate, call, serialize."""
 
-from typing import Any
 from uuid import UUID
 
 from drf_spectacular.types import OpenApiTypes
@@ -10,8 +9,8 @@ from rest_framework.exceptions import NotFound
 from rest_framework.permissions import IsAdminUser
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.serializers import BaseSerializer
 
+from core.validation import validated
 from events import selectors, webhooks
 from events.api.serializers import (
     WebhookSubscriptionCreatedSerializer,
@@ -59,7 +58,7 @@ class WebhookSubscriptionViewSet(viewsets.GenericViewSet[WebhookSubscription]):
 
     def create(self, request: Request) -> Response:
         """Subscribe an endpoint; the response shows the secret once."""
-        data = self._validated(WebhookSubscriptionCreateSerializer, request.data)
+        data = validated(WebhookSubscriptionCreateSerializer, request.data)
         subscription = webhooks.webhook_subscription_create(**data)
         return Response(
             WebhookSubscriptionCreatedSerializer(subscription).data,
@@ -73,7 +72,7 @@ class WebhookSubscriptionViewSet(viewsets.GenericViewSet[WebhookSubscription]):
     def partial_update(self, request: Request, pk: str) -> Response:
         """Change the URL, topics, active flag, or rotate the secret."""
         subscription = self.get_object()
-        data = self._validated(WebhookSubscriptionUpdateSerializer, request.data)
+        data = validated(WebhookSubscriptionUpdateSerializer, request.data)
         subscription = webhooks.webhook_subscription_update(subscription=subscription, data=data)
         return Response(WebhookSubscriptionSerializer(subscription).data)
 
@@ -81,9 +80,3 @@ class WebhookSubscriptionViewSet(viewsets.GenericViewSet[WebhookSubscription]):
         """Delete a subscription and its delivery history."""
         webhooks.webhook_subscription_delete(subscription=self.get_object())
         return Response(status=status.HTTP_204_NO_CONTENT)
-
-    @staticmethod
-    def _validated(input_class: type[BaseSerializer[Any]], data: Any) -> dict[str, Any]:
-        serializer = input_class(data=data)
-        serializer.is_valid(raise_exception=True)
-        return dict(serializer.validated_data)

@@ -15,10 +15,10 @@ from rest_framework.permissions import AllowAny, BasePermission, IsAdminUser, Is
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.reverse import reverse
-from rest_framework.serializers import BaseSerializer
 from rest_framework.throttling import BaseThrottle
 from rest_framework.views import APIView
 
+from core.validation import validated
 from users import selectors, services
 from users.api.pagination import UserCursorPagination
 from users.api.permissions import SuperusersChangedOnlyBySuperusers
@@ -105,7 +105,7 @@ class UserViewSet(viewsets.GenericViewSet[User]):
     def create(self, request: Request) -> Response:
         """Sign up, or create a user as staff."""
         input_class = StaffUserCreateSerializer if request.user.is_staff else SignUpSerializer
-        user = services.user_create(**self._validated(input_class, request.data))
+        user = services.user_create(**validated(input_class, request.data))
         location = reverse("user-detail", kwargs={"pk": user.pk}, request=request)
         return Response(
             UserSerializer(user).data,
@@ -130,7 +130,7 @@ class UserViewSet(viewsets.GenericViewSet[User]):
         """Change some fields of a user."""
         user = self.get_object()
         input_class = StaffUserUpdateSerializer if request.user.is_staff else UserUpdateSerializer
-        user = services.user_update(user=user, data=self._validated(input_class, request.data))
+        user = services.user_update(user=user, data=validated(input_class, request.data))
         return Response(UserSerializer(user).data)
 
     def destroy(self, request: Request, pk: str) -> Response:
@@ -155,9 +155,7 @@ class UserViewSet(viewsets.GenericViewSet[User]):
         """Set a new password; other tokens of the user are revoked."""
         user = self.get_object()
         own = user.pk == request.user.pk
-        data = self._validated(
-            PasswordChangeSerializer if own else PasswordSetSerializer, request.data
-        )
+        data = validated(PasswordChangeSerializer if own else PasswordSetSerializer, request.data)
         services.user_set_password(
             user=user,
             password=data["password"],
@@ -169,12 +167,6 @@ class UserViewSet(viewsets.GenericViewSet[User]):
     def _viewer(self) -> User:
         # Only reached behind IsAuthenticated, where the user is never AnonymousUser.
         return cast(User, self.request.user)
-
-    @staticmethod
-    def _validated(input_class: type[BaseSerializer[Any]], data: Any) -> dict[str, Any]:
-        serializer = input_class(data=data)
-        serializer.is_valid(raise_exception=True)
-        return dict(serializer.validated_data)
 
 
 class TokenView(APIView):
