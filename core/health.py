@@ -25,6 +25,7 @@ from django.http import HttpRequest, JsonResponse
 from kombu import Connection
 
 from core.exceptions import error_body, error_response
+from core.postgres import probe_conninfo
 
 # libpq ignores connect timeouts under 2 seconds; the overall deadline below is shorter.
 _POSTGRES_MIN_CONNECT_TIMEOUT = 2
@@ -69,14 +70,10 @@ def check_database(database: dict[str, Any], timeout: float) -> None:
     """
     # By suffix: the ENGINE may be a wrapper of Django's backend (django-prometheus's).
     if database["ENGINE"].endswith(".postgresql"):
-        conninfo = psycopg.conninfo.make_conninfo(
-            dbname=database.get("NAME") or "postgres",
-            user=database.get("USER") or None,
-            password=database.get("PASSWORD") or None,
-            host=database.get("HOST") or None,
-            port=database.get("PORT") or None,
+        conninfo = probe_conninfo(
+            database,
             connect_timeout=max(_POSTGRES_MIN_CONNECT_TIMEOUT, math.ceil(timeout)),
-            options=f"-c statement_timeout={int(timeout * 1000)}",
+            statement_timeout=timeout,
         )
         with psycopg.connect(conninfo, autocommit=True) as connection:
             connection.execute("SELECT 1")

@@ -24,6 +24,8 @@ from django.conf import settings
 from django.db import connections
 from prometheus_client import Counter, Gauge
 
+from core.postgres import probe_conninfo
+
 logger = logging.getLogger(__name__)
 
 # Each gunicorn worker probes on its own; under multiprocess metrics a scrape shows the most
@@ -215,18 +217,13 @@ class ReplicaMonitor:
 
 
 def _conninfo(alias: str) -> str:
-    config = connections[alias].settings_dict
-    return psycopg.conninfo.make_conninfo(
-        dbname=config["NAME"],
-        user=config["USER"] or None,
-        password=config["PASSWORD"] or None,
-        host=config["HOST"] or None,
-        port=config["PORT"] or None,
+    # A server that accepts and then stops answering must not hold the probe: bound the
+    # statement, and the unacknowledged-send time of the socket (ms).
+    return probe_conninfo(
+        connections[alias].settings_dict,
         connect_timeout=settings.REPLICA_CONNECT_TIMEOUT,
+        statement_timeout=settings.REPLICA_CHECK_INTERVAL,
         application_name="replica-probe",
-        # A server that accepts and then stops answering must not hold the probe: bound
-        # the statement, and the unacknowledged-send time of the socket (ms).
-        options=f"-c statement_timeout={int(settings.REPLICA_CHECK_INTERVAL * 1000)}",
         tcp_user_timeout=int(settings.REPLICA_CHECK_INTERVAL * 1000),
     )
 
