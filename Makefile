@@ -140,7 +140,10 @@ seed: $(RUNTIME) ## Load USERS realistic users fast into `make services-up`'s da
 test-browser: $(DEV) ## The admin in headless Chromium against `make serve` on disposable services
 	TEST_PORT_BASE=$(TEST_PORT_BASE) BROWSER_PORT=$(BROWSER_PORT) bash scripts/browser_tests.sh
 
-# --- Benchmarks (issue #4); not part of `make test` ---------------------------------
-.PHONY: bench-cache
-bench-cache: $(DEV) ## Benchmark GET /users/{id}/ cold/warm vs a bare WSGI ceiling (wrk, own services)
-	$(BIN)/python bench/run.py
+# --- Benchmarks (issues #4, #9); not part of `make test` -------------------------------
+.PHONY: bench bench-cache
+bench: $(DEV) ## Load scenarios vs bare-WSGI ceilings, own services (BENCH_SCENARIOS, BENCH_USERS, ...)
+	$(BIN)/python -m bench.run
+
+bench-cache: $(DEV) ## `make bench` limited to GET /users/{id}/ cold and warm and its ceilings
+	BENCH_SCENARIOS=$${BENCH_SCENARIOS:-ceiling,ceiling-select,cold,warm} $(BIN)/python -m bench.run

@@ -1,30 +1,48 @@
-"""`make bench-cache`: GET /api/v1/users/{id}/ under load, cold and warm, against a ceiling.
+"""`make bench`: the service under loopback load, scenario by scenario, against ceilings.
 
 Starts its own disposable services (scripts/services.sh, instance "bench"), seeds
-BENCH_USERS users each with a token, and serves the app with gunicorn and production
-settings (as `make serve`) on loopback. wrk requests Zipf-distributed ids, each as that
-user. Phases, one after the other, each BENCH_DURATION long:
+BENCH_USERS users (bench/seed.py), and runs, all on loopback:
 
-* ceiling: a bare WSGI app returning the bytes of a real response (bench/ceiling.py),
-  same gunicorn settings;
-* cold: Redis flushed and fresh workers (empty local layers), then load;
-* warm: every user and token primed into Redis (bench/prime.py), then the same load;
-  the local layers fill from the traffic.
+* the app: gunicorn with config/gunicorn.py and production settings (as `make serve`);
+* the ceilings, on the same gunicorn settings: bench/ceiling.py (a bare WSGI app
+  returning the bytes of a real `GET /users/{id}/` response) and bench/ceiling_select.py
+  (a bare WSGI app doing one pooled primary-key SELECT on the replica);
+* a Celery worker (queues events, webhooks) and beat, as `make worker` / `make beat`;
+* a webhook receiver (bench/receiver.py), subscribed to `user.updated`.
 
-Prints requests/s, p50/p95/p99, errors, hit ratio per layer (from the workers'
-prometheus counters) and the ratio to the ceiling; then the latency of one request at a
-time, in-process, warm and cold (bench/latency.py). Everything it started is stopped.
-Environment: BENCH_USERS (100000), BENCH_DURATION (15s), BENCH_CONNECTIONS (32),
-BENCH_THREADS (2), BENCH_ZIPF_S (1.1), WEB_CONCURRENCY (2), BENCH_SERVICES_PORT_BASE
-(27532), BENCH_PORT (18110; the ceiling uses +1), BENCH_LATENCY_REQUESTS (2000).
+Then BENCH_ROUNDS rounds (3); each round runs every selected scenario once, in the order
+below, so the rounds interleave. The app is restarted at the start of each round (fresh
+workers, empty local caches). wrk drives bench/load.lua. Scenarios (BENCH_SCENARIOS, a
+comma-separated subset; all by default):
+
+  ceiling         bare WSGI, the same bytes as a real response
+  ceiling-select  bare WSGI, one pooled primary-key SELECT on the replica
+  cold            Redis flushed before the round's app start; GET /users/{id}/, Zipf ids
+  warm            the hot set primed in Redis (bench/prime.py); the same GET load
+  list-first      GET /users/ as staff, the first page
+  list-deep       GET /users/?cursor=... as staff, the page 1,000 pages deep
+  patch           PATCH /users/{id}/ (outbox event, webhook), Zipf ids
+  mix             95% GET, 5% PATCH (BENCH_WRITE_SHARE)
+  signup          anonymous POST /users/ (an Argon2 hash each), BENCH_SIGNUP_DURATION
+
+Prints the median of each figure over the rounds as a Markdown table, each round's raw
+numbers, and the resident size of each web worker after the runs; then the admin's
+timings (bench/admin_timings.py) unless BENCH_ADMIN=0. Everything it started is stopped,
+also on failure (its logs are then kept and their directory printed).
+
+Environment: BENCH_USERS (1000000), BENCH_TOKEN_USERS (100000: the hot set with tokens),
+BENCH_DURATION (10s), BENCH_SIGNUP_DURATION (5s), BENCH_CONNECTIONS (32),
+BENCH_SIGNUP_CONNECTIONS (4), BENCH_THREADS (2), BENCH_ZIPF_S (1.1), BENCH_ROUNDS (3),
+BENCH_WRITE_SHARE (0.05), BENCH_DRAIN_SECONDS (60), WEB_CONCURRENCY (2),
+BENCH_SERVICES_PORT_BASE (27532), BENCH_PORT (18110: the app; ceilings +1, +2; the
+webhook receiver +3), BENCH_ADMIN (1).
 """
 
 import contextlib
+import json
 import os
-import re
 import secrets
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -32,268 +50,270 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
-ROOT = Path(__file__).resolve().parent.parent
-BIN = Path(sys.executable).parent
-USERS = int(os.environ.get("BENCH_USERS", "100000"))
-DURATION = os.environ.get("BENCH_DURATION", "15s")
+from bench import report
+from bench.load import wrk
+from bench.metrics import scenario_figures, snapshot
+from bench.procs import BIN, ROOT, celery, children, gunicorn, log, resident_mb, services
+from bench.receiver import Arrivals, commit_to_webhook, receiver
+
+USERS = int(os.environ.get("BENCH_USERS", "1000000"))
+TOKEN_USERS = int(os.environ.get("BENCH_TOKEN_USERS", "100000"))
+DURATION = os.environ.get("BENCH_DURATION", "10s")
+SIGNUP_DURATION = os.environ.get("BENCH_SIGNUP_DURATION", "5s")
 CONNECTIONS = os.environ.get("BENCH_CONNECTIONS", "32")
+SIGNUP_CONNECTIONS = os.environ.get("BENCH_SIGNUP_CONNECTIONS", "4")
 THREADS = os.environ.get("BENCH_THREADS", "2")
 ZIPF_S = os.environ.get("BENCH_ZIPF_S", "1.1")
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
+WRITE_SHARE = os.environ.get("BENCH_WRITE_SHARE", "0.05")
+DRAIN_SECONDS = float(os.environ.get("BENCH_DRAIN_SECONDS", "60"))
 WORKERS = os.environ.get("WEB_CONCURRENCY", "2")
 SERVICES_PORT_BASE = os.environ.get("BENCH_SERVICES_PORT_BASE", "27532")
 APP_PORT = int(os.environ.get("BENCH_PORT", "18110"))
-CEILING_PORT = APP_PORT + 1
-LATENCY_REQUESTS = os.environ.get("BENCH_LATENCY_REQUESTS", "2000")
+CEILING_PORT, SELECT_PORT, RECEIVER_PORT = APP_PORT + 1, APP_PORT + 2, APP_PORT + 3
+ADMIN = os.environ.get("BENCH_ADMIN", "1") != "0"
+SCENARIOS = (
+    "ceiling",
+    "ceiling-select",
+    "cold",
+    "warm",
+    "list-first",
+    "list-deep",
+    "patch",
+    "mix",
+    "signup",
+)
+# Every limit far above what the load reaches: the throttles still read and write their
+# history in Redis on each request, but never refuse one.
+UNTHROTTLED = {
+    f"THROTTLE_{name}_RATE": "1000000/second"
+    for name in ("ANON", "USER", "SIGNUP", "LOGIN_IP", "LOGIN_EMAIL")
+}
 
 
-def log(message: str) -> None:
-    """Progress on stderr; results go to stdout."""
-    print(f"bench: {message}", file=sys.stderr, flush=True)
+def selected_scenarios() -> list[str]:
+    """BENCH_SCENARIOS in run order; every scenario by default."""
+    wanted = [name.strip() for name in os.environ.get("BENCH_SCENARIOS", "").split(",")]
+    wanted = [name for name in wanted if name]
+    unknown = set(wanted) - set(SCENARIOS)
+    if unknown:
+        sys.exit(f"bench: unknown scenarios {sorted(unknown)}; known: {', '.join(SCENARIOS)}")
+    return [name for name in SCENARIOS if not wanted or name in wanted]
 
 
-def read_env_file(path: Path) -> dict[str, str]:
-    """KEY=VALUE lines as scripts/services.sh writes them (values may be shell-quoted)."""
-    values = {}
-    for line in path.read_text().splitlines():
-        key, _, value = line.partition("=")
-        values[key] = value.strip("'")
-    return values
+class Bench:
+    """One run: the started processes, the seeded fixture, and the rounds' figures."""
 
+    def __init__(self, work: Path, env: dict[str, str], logfile: IO[str]) -> None:
+        self.work = work
+        self.env = env
+        self.logfile = logfile
+        self.metrics_dir = work / "metrics"
+        self.metrics_dir.mkdir()
+        self.app_env = {**env, "PROMETHEUS_MULTIPROC_DIR": str(self.metrics_dir)}
+        self.fixture: dict[str, str] = {}
+        self.arrivals = Arrivals()
 
-@contextlib.contextmanager
-def bench_services(work: Path) -> Iterator[dict[str, str]]:
-    """A disposable PostgreSQL + Redis instance of our own, removed afterwards."""
-    env = {
-        **os.environ,
-        "SERVICES_NAME": "bench",
-        "SERVICES_PORT_BASE": SERVICES_PORT_BASE,
-        "SERVICES_ENV_FILE": str(work / "services.env"),
-    }
-    script = ["bash", str(ROOT / "scripts" / "services.sh")]
-    try:
-        subprocess.run([*script, "up"], env=env, check=True, stdout=subprocess.DEVNULL)
-        yield read_env_file(work / "services.env")
-    finally:
-        subprocess.run([*script, "down"], env=env, check=False, stdout=subprocess.DEVNULL)
+    def python(self, *args: str) -> None:
+        """A Django-side helper script, in the services' environment."""
+        log(" ".join(args))
+        subprocess.run([str(BIN / "python"), *args], cwd=ROOT, env=self.env, check=True)
 
+    def prepare(self) -> None:
+        """Migrate, collect static files, seed."""
+        self.python("manage.py", "migrate", "--noinput", "-v0")
+        self.python("manage.py", "collectstatic", "--noinput", "-v0")
+        receiver_url = f"http://127.0.0.1:{RECEIVER_PORT}/hook"
+        self.python("bench/seed.py", str(USERS), str(TOKEN_USERS), receiver_url, str(self.work))
+        self.fixture = json.loads((self.work / "fixture.json").read_text())
 
-def wait_http(url: str, seconds: float = 60) -> None:
-    """Poll until the URL answers 200."""
-    deadline = time.monotonic() + seconds
-    while True:
-        with (
-            contextlib.suppress(OSError),
-            urllib.request.urlopen(url, timeout=2) as response,  # noqa: S310 (loopback)
-        ):
-            if response.status == 200:
-                return
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"{url} did not answer")
-        time.sleep(0.2)
+    def get(self, port: int, path: str, token: str) -> bytes:
+        """One authenticated GET; its body."""
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}{path}", headers={"Authorization": f"Bearer {token}"}
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 (loopback)
+            body: bytes = response.read()
+        return body
 
+    def check_app(self) -> None:
+        """A real response for the bytes ceiling, and the deep cursor lands where it should."""
+        fixture = self.fixture
+        user_path = f"/api/v1/users/{fixture['hot_user_id']}/"
+        (self.work / "body.json").write_bytes(self.get(APP_PORT, user_path, fixture["hot_token"]))
+        page = json.loads(self.get(APP_PORT, fixture["deep_path"], fixture["staff_token"]))
+        if page["results"][0]["id"] != fixture["deep_first_id"]:
+            raise RuntimeError("the deep cursor does not land on row 50,001")
 
-@contextlib.contextmanager
-def gunicorn(app: str, port: int, env: dict[str, str], logfile: IO[str]) -> Iterator[None]:
-    """gunicorn with config/gunicorn.py (as `make serve`), stopped on exit."""
-    process = subprocess.Popen(
-        [str(BIN / "gunicorn"), "-c", "config/gunicorn.py", app],
-        cwd=ROOT,
-        env={**env, "HOST": "127.0.0.1", "PORT": str(port), "WEB_CONCURRENCY": WORKERS},
-        stdout=logfile,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    try:
-        wait_http(f"http://127.0.0.1:{port}/healthz")
-        yield
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(60)
+    def load(self, port: int, name: str) -> dict[str, float]:
+        """wrk with the scenario's requests."""
+        fixture = self.fixture
+        settings = {
+            "BENCH_USERS_FILE": str(self.work / "users.txt"),
+            "BENCH_STAFF_TOKEN": fixture["staff_token"],
+            "BENCH_ZIPF_S": ZIPF_S,
+            "BENCH_WRITE_SHARE": WRITE_SHARE,
+            "BENCH_MODE": {"list-first": "path", "list-deep": "path"}.get(
+                name, name if name in ("patch", "mix", "signup") else "get"
+            ),
+            "BENCH_PATH": fixture["deep_path"] if name == "list-deep" else fixture["list_path"],
+        }
+        signup = name == "signup"
+        return wrk(
+            port,
+            settings,
+            duration=SIGNUP_DURATION if signup else DURATION,
+            connections=SIGNUP_CONNECTIONS if signup else CONNECTIONS,
+            threads=THREADS,
+        )
 
+    def app_scenario(self, name: str) -> dict[str, float]:
+        """One scenario against the app, with the workers' counters around it."""
+        if name == "warm":
+            self.python("bench/prime.py")
+        before = snapshot(self.metrics_dir)
+        started = time.time()
+        figures = self.load(APP_PORT, name)
+        ended = time.time()
+        figures.update(scenario_figures(before, snapshot(self.metrics_dir), figures["requests"]))
+        if name in ("patch", "mix"):
+            figures.update(
+                commit_to_webhook(
+                    self.env["DATABASE_URL"],
+                    self.arrivals,
+                    start=started,
+                    end=ended,
+                    drain_seconds=DRAIN_SECONDS,
+                )
+            )
+        return figures
 
-def wrk(port: int, users_file: Path) -> dict[str, float]:
-    """One bounded wrk run; the numbers its Lua `done` reports."""
-    result = subprocess.run(
-        [
-            "wrk",
-            f"-t{THREADS}",
-            f"-c{CONNECTIONS}",
-            f"-d{DURATION}",
-            "--timeout",
-            "5s",
-            "-s",
-            str(ROOT / "bench" / "zipf.lua"),
-            f"http://127.0.0.1:{port}",
-        ],
-        env={**os.environ, "BENCH_USERS_FILE": str(users_file), "BENCH_ZIPF_S": ZIPF_S},
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    match = re.search(r"^RESULT (.*)$", result.stdout, re.MULTILINE)
-    if match is None:
-        raise RuntimeError(f"wrk printed no result:\n{result.stdout}\n{result.stderr}")
-    numbers = {key: float(value) for key, value in re.findall(r"(\w+)=([\d.]+)", match[1])}
-    numbers["rps"] = numbers["requests"] / numbers["seconds"]
-    return numbers
+    @contextlib.contextmanager
+    def app(self) -> Iterator[int]:
+        """The app under gunicorn; yields the master's pid."""
+        with gunicorn("config.wsgi", APP_PORT, WORKERS, self.app_env, self.logfile) as pid:
+            yield pid
 
-
-def cache_counters(metrics_dir: Path) -> dict[tuple[str, str, str], float]:
-    """The workers' cache counters, summed over processes: (name, cache, layer) -> value."""
-    from prometheus_client import CollectorRegistry
-    from prometheus_client.multiprocess import MultiProcessCollector
-
-    registry = CollectorRegistry()
-    MultiProcessCollector(registry, path=str(metrics_dir))
-    counters: dict[tuple[str, str, str], float] = {}
-    for family in registry.collect():
-        for sample in family.samples:
-            if sample.name.startswith("userservice_") and sample.name.endswith("_total"):
-                key = (sample.name, sample.labels.get("cache", ""), sample.labels.get("layer", ""))
-                counters[key] = counters.get(key, 0.0) + sample.value
-    return counters
-
-
-def ratios(before: dict[Any, float], after: dict[Any, float]) -> dict[str, float]:
-    """Hit ratios per layer over one phase."""
-
-    def delta(name: str, cache: str, layer: str = "") -> float:
-        key = (f"userservice_cache_{name}_total", cache, layer)
-        return after.get(key, 0.0) - before.get(key, 0.0)
-
-    def ratio(hit: float, miss: float) -> float:
-        return hit / (hit + miss) if hit + miss else 0.0
-
-    local_hits = sum(delta("hits", "user", layer) for layer in ("local", "flight", "request"))
-    redis_hits = delta("hits", "user", "redis")
-    loads = delta("loads", "user")
-    lookups = local_hits + redis_hits + loads
-    return {
-        "user_local": ratio(local_hits, lookups - local_hits),
-        "user_redis": ratio(redis_hits, delta("misses", "user", "redis")),
-        "user_any": ratio(local_hits + redis_hits, loads),
-        "token_redis": ratio(delta("hits", "token", "redis"), delta("misses", "token", "redis")),
-        "redis_errors": after.get(("userservice_redis_errors_total", "", ""), 0.0)
-        - before.get(("userservice_redis_errors_total", "", ""), 0.0),
-    }
+    def rounds(self, scenarios: list[str]) -> tuple[list[dict[str, dict[str, float]]], list[float]]:
+        """Every round's figures, and the web workers' resident MB after the last round."""
+        ceiling_env = {**self.env, "PROMETHEUS_MULTIPROC_DIR": str(self.work / "ceiling-metrics")}
+        ceiling_env["BENCH_CEILING_BODY"] = str(self.work / "body.json")
+        results: list[dict[str, dict[str, float]]] = []
+        resident: list[float] = []
+        with contextlib.ExitStack() as ceilings:
+            with self.app():
+                self.check_app()
+            ceilings.enter_context(
+                gunicorn(
+                    "bench.ceiling:application", CEILING_PORT, WORKERS, ceiling_env, self.logfile
+                )
+            )
+            ceilings.enter_context(
+                gunicorn(
+                    "bench.ceiling_select:application",
+                    SELECT_PORT,
+                    WORKERS,
+                    ceiling_env,
+                    self.logfile,
+                )
+            )
+            for number in range(1, ROUNDS + 1):
+                figures: dict[str, dict[str, float]] = {}
+                if "ceiling" in scenarios:
+                    log(f"round {number}: ceiling")
+                    figures["ceiling"] = self.load(CEILING_PORT, "ceiling")
+                if "ceiling-select" in scenarios:
+                    log(f"round {number}: ceiling-select")
+                    figures["ceiling-select"] = self.load(SELECT_PORT, "ceiling-select")
+                if "cold" in scenarios:
+                    flush = ["redis-cli", "-u", self.env["REDIS_URL"], "flushdb"]
+                    subprocess.run(flush, check=True, stdout=subprocess.DEVNULL)
+                with self.app() as master:
+                    for name in scenarios:
+                        if not name.startswith("ceiling"):
+                            log(f"round {number}: {name}")
+                            figures[name] = self.app_scenario(name)
+                    if number == ROUNDS:
+                        resident = [resident_mb(pid) for pid in children(master)]
+                results.append(figures)
+        return results, resident
 
 
 def main() -> None:
-    """Run the three phases and print the table."""
+    """Seed, run the rounds, print the tables; stop everything."""
     if shutil.which("wrk") is None:
         sys.exit("bench: wrk is missing; install it (Debian/Ubuntu: apt-get install -y wrk)")
-    work = Path(tempfile.mkdtemp(prefix="bench-cache-"))
-    metrics_dir = work / "metrics"
-    metrics_dir.mkdir()
-    logfile = (work / "gunicorn.log").open("w")
-    try:
-        with bench_services(work) as services:
-            env = {
-                **os.environ,
-                **services,
-                "DJANGO_DEBUG": "false",
-                "DJANGO_SECURE_SSL_REDIRECT": "false",
-                "DJANGO_SECURE_COOKIES": "false",
-                "DJANGO_SECRET_KEY": secrets.token_urlsafe(50),
-                # Per-user limit above what one hot Zipf user gets here (default 1000/minute).
-                "THROTTLE_USER_RATE": "1000/second",
-            }
-            python = str(BIN / "python")
-            users_file = work / "users.txt"
-            for command in (
-                ["manage.py", "migrate", "--noinput", "-v0"],
-                ["manage.py", "collectstatic", "--noinput", "-v0"],
-                ["bench/seed.py", str(USERS), str(users_file)],
-            ):
-                log(" ".join(command))
-                subprocess.run([python, *command], cwd=ROOT, env=env, check=True)
-            app_env = {**env, "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}
-
-            user_id, token = users_file.read_text().split("\n", 1)[0].split()
-            with gunicorn("config.wsgi", APP_PORT, app_env, logfile):
-                request = urllib.request.Request(
-                    f"http://127.0.0.1:{APP_PORT}/api/v1/users/{user_id}/",
-                    headers={"Authorization": f"Bearer {token}"},
-                )
-                with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310
-                    body = response.read()
-            (work / "body.json").write_bytes(body)
-
-            results: dict[str, dict[str, float]] = {}
-            log("phase ceiling")
-            ceiling_env = {**env, "BENCH_CEILING_BODY": str(work / "body.json")}
-            with gunicorn("bench.ceiling:application", CEILING_PORT, ceiling_env, logfile):
-                results["ceiling"] = wrk(CEILING_PORT, users_file)
-
-            flush = ["redis-cli", "-u", services["REDIS_URL"], "flushdb"]
-            subprocess.run(flush, check=True, stdout=subprocess.DEVNULL)
-            with gunicorn("config.wsgi", APP_PORT, app_env, logfile):
-                for phase in ("cold", "warm"):
-                    if phase == "warm":
-                        log("priming Redis with every user and token")
-                        subprocess.run([python, "bench/prime.py"], cwd=ROOT, env=env, check=True)
-                    log(f"phase {phase}")
-                    before = cache_counters(metrics_dir)
-                    results[phase] = wrk(APP_PORT, users_file)
-                    results[phase].update(ratios(before, cache_counters(metrics_dir)))
-            # One request at a time in a fresh process: latency without queueing.
-            latencies = [latency(python, env, users_file, "warm")]
-            subprocess.run(flush, check=True, stdout=subprocess.DEVNULL)
-            latencies.append(latency(python, env, users_file, "cold"))
-            report(results, latencies)
-    finally:
-        logfile.close()
-        shutil.rmtree(work, ignore_errors=True)
+    scenarios = selected_scenarios()
+    work = Path(tempfile.mkdtemp(prefix="bench-"))
+    started = time.monotonic()
+    ok = False
+    with (work / "processes.log").open("w") as logfile:
+        try:
+            with services(work, SERVICES_PORT_BASE) as service_env:
+                env = {
+                    **os.environ,
+                    **service_env,
+                    **UNTHROTTLED,
+                    "DJANGO_DEBUG": "false",
+                    "DJANGO_SECURE_SSL_REDIRECT": "false",
+                    "DJANGO_SECURE_COOKIES": "false",
+                    "DJANGO_SECRET_KEY": secrets.token_urlsafe(50),
+                    # The receiver listens on loopback, which the SSRF guard refuses otherwise.
+                    "WEBHOOK_ALLOW_PRIVATE_TARGETS": "true",
+                    "EMAIL_BACKEND": "django.core.mail.backends.dummy.EmailBackend",
+                    "CELERY_METRICS_PORT": "0",
+                }
+                bench = Bench(work, env, logfile)
+                bench.prepare()
+                with receiver(RECEIVER_PORT) as bench.arrivals, celery(env, work, logfile):
+                    results, resident = bench.rounds(scenarios)
+                print_results(results, resident, load=os.getloadavg())
+                if ADMIN:
+                    admin_timings(env)
+            ok = True
+        finally:
+            log(f"{time.monotonic() - started:.0f} s")
+            if ok:
+                shutil.rmtree(work, ignore_errors=True)
+            else:
+                log(f"logs kept in {work}")
 
 
-def latency(python: str, env: dict[str, str], users_file: Path, label: str) -> str:
-    """bench/latency.py's line for LATENCY_REQUESTS sequential in-process requests."""
-    log(f"latency {label}")
-    result = subprocess.run(
-        [python, "bench/latency.py", str(users_file), LATENCY_REQUESTS, label],
+def print_results(
+    results: list[dict[str, dict[str, float]]],
+    resident: list[float],
+    *,
+    load: tuple[float, float, float],
+) -> None:
+    """The median table, the raw rounds, memory."""
+    report.ratios(results)
+    print(
+        f"\n{USERS} users ({TOKEN_USERS} with tokens), Zipf s={ZIPF_S}, wrk -t{THREADS} "
+        f"-c{CONNECTIONS} -d{DURATION} (signup -c{SIGNUP_CONNECTIONS} -d{SIGNUP_DURATION}), "
+        f"gunicorn {WORKERS} sync workers, {os.cpu_count()} CPUs, medians of {ROUNDS} "
+        f"interleaved rounds; load average at the end {load[0]:.2f} "
+        f"{load[1]:.2f} {load[2]:.2f}\n"
+    )
+    report.table(report.medians(results))
+    print()
+    report.raw(results)
+    if resident:
+        sizes = ", ".join(f"{size:.0f}" for size in resident)
+        print(f"\nResident size per web worker after the runs (VmRSS, MB): {sizes}")
+
+
+def admin_timings(env: dict[str, str]) -> None:
+    """bench/admin_timings.py, 5 fetches a page, passed through."""
+    log("admin timings")
+    print("\nAdmin pages (bench/admin_timings.py, 5 fetches a page after 2 warm-ups):\n")
+    subprocess.run(
+        [str(BIN / "python"), "bench/admin_timings.py"],
         cwd=ROOT,
-        env=env,
+        env={**env, "BENCH_ROUNDS": "5", "LOG_LEVEL": "WARNING"},
         check=True,
-        capture_output=True,
-        text=True,
     )
-    return result.stdout.strip().splitlines()[-1]
-
-
-def report(results: dict[str, dict[str, float]], latencies: list[str]) -> None:
-    """The table, as Markdown (pasted into docs/benchmarks.md)."""
-    ceiling = results["ceiling"]["rps"]
-    print(
-        f"\nGET /api/v1/users/{{id}}/, {USERS} users, Zipf s={ZIPF_S}, wrk -t{THREADS} "
-        f"-c{CONNECTIONS} -d{DURATION}, gunicorn {WORKERS} sync workers, {os.cpu_count()} CPUs\n"
-    )
-    print(
-        "| phase | req/s | p50 ms | p95 ms | p99 ms | errors | user hits: local | user hits: Redis "
-        "(of local misses) | user hits: any | token hits: Redis | Redis errors | vs ceiling |"
-    )
-    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
-    for phase, r in results.items():
-        cache = (
-            f"{r['user_local']:.1%} | {r['user_redis']:.1%} | {r['user_any']:.1%} | "
-            f"{r['token_redis']:.1%} | {r['redis_errors']:.0f}"
-            if phase != "ceiling"
-            else "- | - | - | - | -"
-        )
-        print(
-            f"| {phase} | {r['rps']:.0f} | {r['p50_ms']:.2f} | {r['p95_ms']:.2f} | "
-            f"{r['p99_ms']:.2f} | {r['errors']:.0f} | {cache} | {r['rps'] / ceiling:.2f} |"
-        )
-    print(f"\nOne request at a time, in-process ({LATENCY_REQUESTS} requests, fresh process):\n")
-    print("| cache | mean ms | p50 ms | p99 ms | SQL queries per request |")
-    print("| --- | ---: | ---: | ---: | ---: |")
-    for line in latencies:
-        fields = dict(re.findall(r"(\w+)=([\w.]+)", line))
-        print(
-            f"| {fields['label']} | {fields['mean_ms']} | {fields['p50_ms']} | "
-            f"{fields['p99_ms']} | {fields['queries_per_request']} |"
-        )
 
 
 if __name__ == "__main__":

@@ -1,0 +1,104 @@
+"""The printed result: one Markdown table of medians over the rounds, then each round's raw
+numbers in compact lines, then memory."""
+
+import math
+import statistics
+from collections.abc import Mapping, Sequence
+
+Figures = dict[str, float]
+# Which ceiling each scenario is compared with: cold reads against one pooled SELECT,
+# everything else against the bare WSGI app returning the same bytes.
+CEILING_OF = {"cold": "ceiling-select"}
+
+
+def ratios(rounds: Sequence[Mapping[str, Figures]]) -> None:
+    """Add, in place, each scenario's same-round ratios to its ceiling and to the first page."""
+    for figures in rounds:
+        for name, numbers in figures.items():
+            if name.startswith("ceiling"):
+                continue
+            ceiling = figures.get(CEILING_OF.get(name, "ceiling"))
+            if ceiling is not None:
+                numbers["vs_ceiling_rps"] = numbers["rps"] / ceiling["rps"]
+                numbers["vs_ceiling_p99"] = numbers["p99_ms"] / ceiling["p99_ms"]
+        first, deep = figures.get("list-first"), figures.get("list-deep")
+        if first is not None and deep is not None:
+            deep["vs_first_p50"] = deep["p50_ms"] / first["p50_ms"]
+            deep["vs_first_p99"] = deep["p99_ms"] / first["p99_ms"]
+
+
+def medians(rounds: Sequence[Mapping[str, Figures]]) -> dict[str, Figures]:
+    """Per scenario, the median over rounds of each figure (ratios included)."""
+    result: dict[str, Figures] = {}
+    for name in rounds[0]:
+        keys = rounds[0][name].keys()
+        result[name] = {
+            key: statistics.median(figures[name][key] for figures in rounds) for key in keys
+        }
+    return result
+
+
+def _num(value: float | None, pattern: str = "{:.0f}") -> str:
+    if value is None or math.isnan(value):
+        return "-"
+    return pattern.format(value)
+
+
+def _extra(name: str, r: Figures) -> str:
+    if name == "list-deep" and "vs_first_p50" in r:
+        return f"p50 {r['vs_first_p50']:.2f}x, p99 {r['vs_first_p99']:.2f}x the first page"
+    if "events" in r:
+        return (
+            f"commit-to-webhook p50/p95/p99 {_num(r['hook_p50_s'], '{:.2f}')}/"
+            f"{_num(r['hook_p95_s'], '{:.2f}')}/{_num(r['hook_p99_s'], '{:.2f}')} s, "
+            f"{r['events']:.0f} events, {r['undelivered']:.0f} late"
+        )
+    return ""
+
+
+def table(result: Mapping[str, Figures]) -> None:
+    """The medians as a Markdown table."""
+    print(
+        "| scenario | req/s | p50 ms | p95 ms | p99 ms | errors | user hits: local | "
+        "user hits: Redis (of local misses) | token hits: Redis | SQL/req (primary) | "
+        "req/s vs ceiling | p99 vs ceiling | notes |"
+    )
+    print(
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"
+    )
+    for name, r in result.items():
+        sql = (
+            f"{r['sql_per_request']:.2f} ({r['sql_primary_per_request']:.2f})"
+            if "sql_per_request" in r
+            else "-"
+        )
+        reference = CEILING_OF.get(name, "ceiling")
+        vs_rps = _num(r.get("vs_ceiling_rps"), "{:.2f}")
+        vs_p99 = _num(r.get("vs_ceiling_p99"), "{:.2f}")
+        print(
+            f"| {name} | {r['rps']:.0f} | {r['p50_ms']:.2f} | {r['p95_ms']:.2f} | "
+            f"{r['p99_ms']:.2f} | {r['errors']:.0f} | {_num(r.get('user_local'), '{:.1%}')} | "
+            f"{_num(r.get('user_redis'), '{:.1%}')} | {_num(r.get('token_redis'), '{:.1%}')} | "
+            f"{sql} | {vs_rps}{f' ({reference})' if vs_rps != '-' else ''} | {vs_p99} | "
+            f"{_extra(name, r)} |"
+        )
+
+
+def raw(rounds: Sequence[Mapping[str, Figures]]) -> None:
+    """Each round's main numbers, one line per scenario."""
+    for number, figures in enumerate(rounds, 1):
+        for name, r in figures.items():
+            line = (
+                f"round {number} {name:<14} {r['rps']:7.0f} req/s  p50 {r['p50_ms']:7.2f}  "
+                f"p95 {r['p95_ms']:7.2f}  p99 {r['p99_ms']:7.2f} ms  errors {r['errors']:.0f}"
+            )
+            if "sql_per_request" in r:
+                line += (
+                    f"  local {_num(r['user_local'], '{:.2f}')}"
+                    f"  redis {_num(r['user_redis'], '{:.2f}')}"
+                    f"  token {_num(r['token_redis'], '{:.2f}')}"
+                    f"  sql/req {r['sql_per_request']:.2f}"
+                )
+            if "hook_p99_s" in r:
+                line += f"  hook p99 {_num(r['hook_p99_s'], '{:.2f}')} s"
+            print(line)
