@@ -50,7 +50,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from bench import report
 from bench.load import wrk
@@ -113,7 +113,7 @@ class Bench:
         self.metrics_dir = work / "metrics"
         self.metrics_dir.mkdir()
         self.app_env = {**env, "PROMETHEUS_MULTIPROC_DIR": str(self.metrics_dir)}
-        self.fixture: dict[str, str] = {}
+        self.fixture: dict[str, Any] = {}
         self.arrivals = Arrivals()
 
     def python(self, *args: str) -> None:
@@ -145,7 +145,7 @@ class Bench:
         (self.work / "body.json").write_bytes(self.get(APP_PORT, user_path, fixture["hot_token"]))
         page = json.loads(self.get(APP_PORT, fixture["deep_path"], fixture["staff_token"]))
         if page["results"][0]["id"] != fixture["deep_first_id"]:
-            raise RuntimeError("the deep cursor does not land on row 50,001")
+            raise RuntimeError("the deep cursor does not land where it should")
 
     def load(self, port: int, name: str) -> dict[str, float]:
         """wrk with the scenario's requests."""
@@ -196,12 +196,15 @@ class Bench:
         with gunicorn("config.wsgi", APP_PORT, WORKERS, self.app_env, self.logfile) as pid:
             yield pid
 
-    def rounds(self, scenarios: list[str]) -> tuple[list[dict[str, dict[str, float]]], list[float]]:
-        """Every round's figures, and the web workers' resident MB after the last round."""
+    def rounds(
+        self, scenarios: list[str]
+    ) -> tuple[list[dict[str, dict[str, float]]], dict[str, list[float]]]:
+        """Every round's figures, and the web workers' resident MB in the last round (before
+        the sign-ups, whose Argon2 hashes take 100 MB each, and at the end)."""
         ceiling_env = {**self.env, "PROMETHEUS_MULTIPROC_DIR": str(self.work / "ceiling-metrics")}
         ceiling_env["BENCH_CEILING_BODY"] = str(self.work / "body.json")
         results: list[dict[str, dict[str, float]]] = []
-        resident: list[float] = []
+        resident: dict[str, list[float]] = {}
         with contextlib.ExitStack() as ceilings:
             with self.app():
                 self.check_app()
@@ -232,13 +235,21 @@ class Bench:
                     subprocess.run(flush, check=True, stdout=subprocess.DEVNULL)
                 with self.app() as master:
                     for name in scenarios:
-                        if not name.startswith("ceiling"):
-                            log(f"round {number}: {name}")
-                            figures[name] = self.app_scenario(name)
+                        if name.startswith("ceiling"):
+                            continue
+                        if number == ROUNDS and name == "signup":
+                            resident["before sign-ups"] = workers_resident(master)
+                        log(f"round {number}: {name}")
+                        figures[name] = self.app_scenario(name)
                     if number == ROUNDS:
-                        resident = [resident_mb(pid) for pid in children(master)]
+                        resident["after the last round"] = workers_resident(master)
                 results.append(figures)
         return results, resident
+
+
+def workers_resident(master: int) -> list[float]:
+    """VmRSS in MB of each of gunicorn's workers."""
+    return [resident_mb(pid) for pid in children(master)]
 
 
 def main() -> None:
@@ -269,7 +280,12 @@ def main() -> None:
                 bench.prepare()
                 with receiver(RECEIVER_PORT) as bench.arrivals, celery(env, work, logfile):
                     results, resident = bench.rounds(scenarios)
-                print_results(results, resident, load=os.getloadavg())
+                print_results(
+                    results,
+                    resident,
+                    deep_pages=bench.fixture["deep_pages"],
+                    load=os.getloadavg(),
+                )
                 if ADMIN:
                     admin_timings(env)
             ok = True
@@ -283,8 +299,9 @@ def main() -> None:
 
 def print_results(
     results: list[dict[str, dict[str, float]]],
-    resident: list[float],
+    resident: dict[str, list[float]],
     *,
+    deep_pages: int,
     load: tuple[float, float, float],
 ) -> None:
     """The median table, the raw rounds, memory."""
@@ -294,14 +311,14 @@ def print_results(
         f"-c{CONNECTIONS} -d{DURATION} (signup -c{SIGNUP_CONNECTIONS} -d{SIGNUP_DURATION}), "
         f"gunicorn {WORKERS} sync workers, {os.cpu_count()} CPUs, medians of {ROUNDS} "
         f"interleaved rounds; load average at the end {load[0]:.2f} "
-        f"{load[1]:.2f} {load[2]:.2f}\n"
+        f"{load[1]:.2f} {load[2]:.2f}; the deep list page is {deep_pages} pages in\n"
     )
     report.table(report.medians(results))
     print()
     report.raw(results)
-    if resident:
-        sizes = ", ".join(f"{size:.0f}" for size in resident)
-        print(f"\nResident size per web worker after the runs (VmRSS, MB): {sizes}")
+    print("\nResident size per web worker (VmRSS, MB):")
+    for moment, sizes in resident.items():
+        print(f"  {moment}: {', '.join(f'{size:.0f}' for size in sizes)}")
 
 
 def admin_timings(env: dict[str, str]) -> None:

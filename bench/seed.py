@@ -71,7 +71,7 @@ def main() -> None:
     staff = services.user_create(email=STAFF_EMAIL, password=None, is_staff=True)
     _, staff_token = AuthToken.objects.create(user=staff, expiry=timedelta(days=1))
     webhook_subscription_create(url=webhook_url, topics=["user.updated"])
-    deep_path, deep_first_id = _deep_page()
+    deep_path, deep_first_id, deep_pages = _deep_page(count)
 
     lines = [f"{user_id} {token}" for user_id, token in zip(hot, tokens, strict=True)]
     lines += [f"{user_id} -" for user_id in rest]
@@ -81,6 +81,7 @@ def main() -> None:
         "list_path": LIST_PATH,
         "deep_path": deep_path,
         "deep_first_id": deep_first_id,
+        "deep_pages": deep_pages,
         "hot_user_id": str(hot[0]),
         "hot_token": tokens[0],
     }
@@ -111,15 +112,17 @@ def _copy_tokens(user_ids: list[object]) -> list[str]:
     return tokens
 
 
-def _deep_page() -> tuple[str, str]:
-    """The list path of the page DEEP_PAGES pages in, and the id of its first user.
+def _deep_page(count: int) -> tuple[str, str, int]:
+    """The list path of the page DEEP_PAGES pages in (halfway in, below 100,000 users),
+    the id of its first user, and how many pages in it is.
 
     The cursor is what DRF's `next` link carries after that many pages: the position
     (date_joined) just before the page's first row, and how many rows at that row's own
     position earlier pages already showed; DRF's own paginator encodes it.
     """
     paginator = UserCursorPagination()
-    first = User.objects.order_by(*paginator.ordering)[DEEP_PAGES * paginator.page_size]
+    pages = min(DEEP_PAGES, count // paginator.page_size // 2)
+    first = User.objects.order_by(*paginator.ordering)[pages * paginator.page_size]
     before = User.objects.filter(date_joined__lt=first.date_joined).aggregate(
         position=Max("date_joined")
     )["position"]
@@ -128,7 +131,7 @@ def _deep_page() -> tuple[str, str]:
     # DRF itself puts str(date_joined) there; the stubs say int.
     cursor = Cursor(offset=shown, reverse=False, position=str(before))  # type: ignore[arg-type]
     url = paginator.encode_cursor(cursor)
-    return url, str(first.pk)
+    return url, str(first.pk), pages
 
 
 if __name__ == "__main__":
