@@ -18,11 +18,13 @@ from typing import IO
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
+STARTED = time.monotonic()
 
 
 def log(message: str) -> None:
     """Progress on stderr; results go to stdout."""
-    print(f"bench: {message}", file=sys.stderr, flush=True)
+    elapsed = int(time.monotonic() - STARTED)
+    print(f"bench {elapsed // 60}:{elapsed % 60:02}: {message}", file=sys.stderr, flush=True)
 
 
 def read_env_file(path: Path) -> dict[str, str]:

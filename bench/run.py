@@ -18,7 +18,7 @@ comma-separated subset; all by default):
   ceiling         bare WSGI, the same bytes as a real response
   ceiling-select  bare WSGI, one pooled primary-key SELECT on the replica
   cold            Redis flushed before the round's app start; GET /users/{id}/, Zipf ids
-  warm            the hot set primed in Redis (bench/prime.py); the same GET load
+  warm            the hottest users primed in Redis (bench/prime.py); the same GET load
   list-first      GET /users/ as staff, the first page
   list-deep       GET /users/?cursor=... as staff, the page 1,000 pages deep
   patch           PATCH /users/{id}/ (outbox event, webhook), Zipf ids
@@ -31,6 +31,7 @@ timings (bench/admin_timings.py) unless BENCH_ADMIN=0. Everything it started is 
 also on failure (its logs are then kept and their directory printed).
 
 Environment: BENCH_USERS (1000000), BENCH_TOKEN_USERS (100000: the hot set with tokens),
+BENCH_PRIME_USERS (20000: the hottest, primed for warm),
 BENCH_DURATION (10s), BENCH_SIGNUP_DURATION (5s), BENCH_CONNECTIONS (32),
 BENCH_SIGNUP_CONNECTIONS (4), BENCH_THREADS (2), BENCH_ZIPF_S (1.1), BENCH_ROUNDS (3),
 BENCH_WRITE_SHARE (0.05), BENCH_DRAIN_SECONDS (60), WEB_CONCURRENCY (2),
@@ -60,6 +61,7 @@ from bench.receiver import Arrivals, commit_to_webhook, receiver
 
 USERS = int(os.environ.get("BENCH_USERS", "1000000"))
 TOKEN_USERS = int(os.environ.get("BENCH_TOKEN_USERS", "100000"))
+PRIME_USERS = os.environ.get("BENCH_PRIME_USERS", "20000")
 DURATION = os.environ.get("BENCH_DURATION", "10s")
 SIGNUP_DURATION = os.environ.get("BENCH_SIGNUP_DURATION", "5s")
 CONNECTIONS = os.environ.get("BENCH_CONNECTIONS", "32")
@@ -172,7 +174,7 @@ class Bench:
     def app_scenario(self, name: str) -> dict[str, float]:
         """One scenario against the app, with the workers' counters around it."""
         if name == "warm":
-            self.python("bench/prime.py")
+            self.python("bench/prime.py", str(self.work / "users.txt"), PRIME_USERS)
         before = snapshot(self.metrics_dir)
         started = time.time()
         figures = self.load(APP_PORT, name)
