@@ -2,8 +2,8 @@
 user entries of the first PRIME_USERS ranks of the users file (the hottest Zipf ranks;
 they all have tokens when PRIME_USERS <= BENCH_TOKEN_USERS), and the staff reader's. The
 warm scenario then measures warm caches for them rather than a few seconds of filling;
-other users are cached as the traffic reaches them. Priming costs about 0.3 ms of CPU per
-user here, so every token holder is not primed each round.
+other users are cached as the traffic reaches them. Priming costs about 1 ms of CPU per
+user, so not every token holder is primed each round.
 
 Usage (Django settings from the environment): python bench/prime.py USERS_FILE PRIME_USERS
 """

@@ -31,7 +31,7 @@ timings (bench/admin_timings.py) unless BENCH_ADMIN=0. Everything it started is 
 also on failure (its logs are then kept and their directory printed).
 
 Environment: BENCH_USERS (1000000), BENCH_TOKEN_USERS (100000: the hot set with tokens),
-BENCH_PRIME_USERS (20000: the hottest, primed for warm),
+BENCH_PRIME_USERS (10000: the hottest, primed for warm),
 BENCH_DURATION (10s), BENCH_SIGNUP_DURATION (5s), BENCH_CONNECTIONS (32),
 BENCH_SIGNUP_CONNECTIONS (4), BENCH_THREADS (2), BENCH_ZIPF_S (1.1), BENCH_ROUNDS (3),
 BENCH_WRITE_SHARE (0.05), BENCH_DRAIN_SECONDS (60), WEB_CONCURRENCY (2),
@@ -61,7 +61,7 @@ from bench.receiver import Arrivals, commit_to_webhook, receiver
 
 USERS = int(os.environ.get("BENCH_USERS", "1000000"))
 TOKEN_USERS = int(os.environ.get("BENCH_TOKEN_USERS", "100000"))
-PRIME_USERS = os.environ.get("BENCH_PRIME_USERS", "20000")
+PRIME_USERS = os.environ.get("BENCH_PRIME_USERS", "10000")
 DURATION = os.environ.get("BENCH_DURATION", "10s")
 SIGNUP_DURATION = os.environ.get("BENCH_SIGNUP_DURATION", "5s")
 CONNECTIONS = os.environ.get("BENCH_CONNECTIONS", "32")
