@@ -102,3 +102,33 @@ def raw(rounds: Sequence[Mapping[str, Figures]]) -> None:
             if "hook_p99_s" in r:
                 line += f"  hook p99 {_num(r['hook_p99_s'], '{:.2f}')} s"
             print(line)
+
+
+def targets(result: Mapping[str, Figures], resident: Mapping[str, Sequence[float]]) -> None:
+    """Issue #9's targets, each with the measured median and whether it was met."""
+    checks: list[tuple[str, str, float | None, float, bool]] = []
+
+    def check(label: str, scenario: str, key: str, limit: float, *, at_least: bool) -> None:
+        value = result.get(scenario, {}).get(key)
+        met = value is not None and (value >= limit if at_least else value <= limit)
+        checks.append((label, scenario, value, limit, met))
+
+    check("warm req/s vs ceiling, at least", "warm", "vs_ceiling_rps", 0.5, at_least=True)
+    check("warm p99 vs ceiling p99, at most", "warm", "vs_ceiling_p99", 2.0, at_least=False)
+    check("warm errors, at most", "warm", "errors", 0, at_least=False)
+    check(
+        "cold req/s vs one-SELECT ceiling, at least", "cold", "vs_ceiling_rps", 0.5, at_least=True
+    )
+    check("deep list p50 vs first page, at most", "list-deep", "vs_first_p50", 1.2, at_least=False)
+    check("PATCH req/s, at least", "patch", "rps", 300, at_least=True)
+    check("PATCH commit-to-webhook p99 s, below", "patch", "hook_p99_s", 1.0, at_least=False)
+    print("\nTargets (issue #9), on the medians:\n")
+    for label, scenario, value, limit, met in checks:
+        if scenario in result:
+            verdict = "met" if met else "MISSED"
+            print(f"  {label} {limit:g}: {_num(value, '{:.2f}')} {verdict}")
+    for moment, sizes in resident.items():
+        verdict = "met" if sizes and max(sizes) < 150 else "MISSED"
+        print(f"  resident MB per web worker {moment}, below 150: {max(sizes):.0f} {verdict}")
+    if "signup" in result:
+        print(f"  sign-ups/s (Argon2, reported, no target): {result['signup']['rps']:.1f}")

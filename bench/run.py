@@ -44,6 +44,7 @@ import json
 import os
 import secrets
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -259,6 +260,8 @@ def main() -> None:
     if shutil.which("wrk") is None:
         sys.exit("bench: wrk is missing; install it (Debian/Ubuntu: apt-get install -y wrk)")
     scenarios = selected_scenarios()
+    # A SIGTERM (make interrupted, a CI timeout) unwinds like Ctrl-C: every `finally` runs.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     work = Path(tempfile.mkdtemp(prefix="bench-"))
     started = time.monotonic()
     ok = False
@@ -308,19 +311,30 @@ def print_results(
 ) -> None:
     """The median table, the raw rounds, memory."""
     report.ratios(results)
+    print(f"\n{time.strftime('%Y-%m-%d %H:%M %Z')}, {cpu_model()}")
     print(
-        f"\n{USERS} users ({TOKEN_USERS} with tokens), Zipf s={ZIPF_S}, wrk -t{THREADS} "
+        f"{USERS} users ({TOKEN_USERS} with tokens), Zipf s={ZIPF_S}, wrk -t{THREADS} "
         f"-c{CONNECTIONS} -d{DURATION} (signup -c{SIGNUP_CONNECTIONS} -d{SIGNUP_DURATION}), "
         f"gunicorn {WORKERS} sync workers, {os.cpu_count()} CPUs, medians of {ROUNDS} "
         f"interleaved rounds; load average at the end {load[0]:.2f} "
         f"{load[1]:.2f} {load[2]:.2f}; the deep list page is {deep_pages} pages in\n"
     )
-    report.table(report.medians(results))
+    result = report.medians(results)
+    report.table(result)
     print()
     report.raw(results)
     print("\nResident size per web worker (VmRSS, MB):")
     for moment, sizes in resident.items():
         print(f"  {moment}: {', '.join(f'{size:.0f}' for size in sizes)}")
+    report.targets(result, resident)
+
+
+def cpu_model() -> str:
+    """The processor's name, from /proc/cpuinfo."""
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.partition(":")[2].strip()
+    return "unknown processor"
 
 
 def admin_timings(env: dict[str, str]) -> None:
