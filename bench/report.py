@@ -125,7 +125,7 @@ def targets(result: Mapping[str, Figures], resident: Mapping[str, Sequence[float
     print("\nTargets (issue #9), on the medians:\n")
     for label, scenario, value, limit, met in checks:
         if scenario in result:
-            verdict = "met" if met else "MISSED"
+            verdict = "not measured" if value is None else "met" if met else "MISSED"
             print(f"  {label} {limit:g}: {_num(value, '{:.2f}')} {verdict}")
     for moment, sizes in resident.items():
         verdict = "met" if sizes and max(sizes) < 150 else "MISSED"
