@@ -107,7 +107,7 @@ def selected_scenarios() -> list[str]:
 
 
 class Bench:
-    """One run: the started processes, the seeded fixture, and the rounds' figures."""
+    """One run: its work directory and environment, the seeded fixture, the webhook arrivals."""
 
     def __init__(self, work: Path, env: dict[str, str], logfile: IO[str]) -> None:
         self.work = work
