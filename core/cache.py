@@ -47,6 +47,7 @@ import redis
 from cachetools import LRUCache
 from django.conf import settings
 from django.core.cache import caches
+from django.core.cache.backends.base import BaseCache
 from django.core.cache.backends.locmem import LocMemCache
 from django.core.signals import request_finished, request_started, setting_changed
 from django.db import connection, transaction
@@ -273,12 +274,50 @@ class ResilientRedisCache(RedisCache):
             timeout = self.default_timeout
         return self._either("touch", key, timeout=timeout, version=version)
 
+    def count(self, key: str, *, seconds: int) -> int:
+        """Add one to the counter `key` (created to live `seconds`) and return its value.
+
+        One round trip; while Redis fails, the local fallback counts instead.
+        """
+        name = self.make_key(key)
+
+        def increment() -> int:
+            pipe = self.redis_client().pipeline(transaction=False)
+            # SET NX then INCR rather than INCR then EXPIRE NX: EXPIRE's NX needs Redis 7.
+            pipe.set(name, 0, ex=seconds, nx=True)
+            pipe.incr(name)
+            return int(pipe.execute()[1])
+
+        try:
+            return redis_guard.call(increment)
+        except RedisUnavailable:
+            REDIS_FALLBACKS.inc()
+            return _count(self.fallback, key, seconds=seconds)
+
     def clear(self) -> Any:
         """Clear Redis (if reachable), the fallback and every VersionedCache's local layer."""
         self.fallback.clear()
         for cache in VersionedCache.instances:
             cache.clear_local()
         return self._either("clear")
+
+
+def count_in_window(key: str, *, seconds: int, alias: str = "default") -> int:
+    """Add one to the counter `key` in a Django cache, created to live `seconds`; return
+    its new value. Redis (ResilientRedisCache) counts atomically across processes."""
+    return _count(caches[alias], key, seconds=seconds)
+
+
+def _count(backend: BaseCache, key: str, *, seconds: int) -> int:
+    if isinstance(backend, ResilientRedisCache):
+        return backend.count(key, seconds=seconds)
+    backend.add(key, 0, seconds)
+    try:
+        return int(backend.incr(key))
+    except ValueError:
+        # Expired between add and incr: this request starts the new count.
+        backend.set(key, 1, seconds)
+        return 1
 
 
 def shared_redis() -> redis.Redis | None:
@@ -340,6 +379,9 @@ _UNLOCK = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 """
+
+# `VersionedCache.get(stamp=...)` when the caller has not read the stamp.
+NOT_FETCHED: Any = object()
 
 # A negative entry's version: older than any real row, so any stamp refuses it.
 ABSENT_VERSION = 0
@@ -439,9 +481,16 @@ class VersionedCache:
 
     # -- reads
 
-    def get(self, key: str, load: Loader) -> Any:
+    def stamp_key(self, key: str) -> str:
+        """The Redis key of `key`'s stamp, for a caller that fetches it with its own keys
+        in one round trip and passes it to `get(stamp=...)`."""
+        return self._stamp_key(key)
+
+    def get(self, key: str, load: Loader, *, stamp: Any = NOT_FETCHED) -> Any:
         """The data for `key`: local layer, Redis, else `load()` (then cached).
 
+        `stamp`: the raw value at `stamp_key(key)` if the caller has just read it from
+        Redis; a local entry is checked against it instead of asking Redis again.
         Within one HTTP request a key is resolved once: authentication and the view both
         read the caller's own entry, and one request is one point in time.
         """
@@ -449,12 +498,12 @@ class VersionedCache:
         if memo is not None and (self.name, key) in memo:
             CACHE_HITS.labels(self.name, "request").inc()
             return memo[(self.name, key)]
-        data = self._resolve(key, load)
+        data = self._resolve(key, load, stamp)
         if memo is not None:
             memo[(self.name, key)] = data
         return data
 
-    def _resolve(self, key: str, load: Loader) -> Any:
+    def _resolve(self, key: str, load: Loader, stamp: Any) -> Any:
         self._replay_pending()
         local = self._local_get(key)
         client = shared_redis()
@@ -470,7 +519,8 @@ class VersionedCache:
             return self._load(key, load, client=None).data
         try:
             if local is not None:
-                stamp = redis_guard.call(client.get, self._stamp_key(key))
+                if stamp is NOT_FETCHED:
+                    stamp = redis_guard.call(client.get, self._stamp_key(key))
                 if stamp is None or local.version >= int(stamp):
                     CACHE_HITS.labels(self.name, "local").inc()
                     return local.data
