@@ -51,7 +51,7 @@ def test_counts_are_shared_across_processes_in_redis(
     clock = Clock(600.0)
     # Two throttle objects, as two workers would have: one counter in Redis.
     first, second = AnonRateThrottle(), AnonRateThrottle()
-    first.timer = second.timer = clock  # type: ignore[method-assign]
+    first.timer = second.timer = clock
     assert first.allow_request(anonymous_request(), None)  # type: ignore[arg-type]
     assert second.allow_request(anonymous_request(), None)  # type: ignore[arg-type]
     assert not first.allow_request(anonymous_request(), None)  # type: ignore[arg-type]
@@ -65,7 +65,7 @@ def test_a_new_window_starts_a_new_count(services: dict[str, str], throttle_rate
     throttle_rates(anon="1/minute")
     clock = Clock(659.0)
     throttle = AnonRateThrottle()
-    throttle.timer = clock  # type: ignore[method-assign]
+    throttle.timer = clock
     assert throttle.allow_request(anonymous_request(), None)  # type: ignore[arg-type]
     assert not throttle.allow_request(anonymous_request(), None)  # type: ignore[arg-type]
     clock.now = 660.0
