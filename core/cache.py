@@ -10,8 +10,10 @@ Three parts, used by the apps' own cache modules (e.g. users/cache.py):
   process-local LocMemCache while Redis fails, so throttles keep counting (per process)
   instead of turning off, which django-redis' IGNORE_EXCEPTIONS would do.
 * `VersionedCache`: read-through cache of plain data keyed by id, with
-  - a bounded local layer whose entries live USER_LOCAL_CACHE_TTL seconds and, while Redis
-    answers, are used only if no newer version was committed since (one small GET);
+  - a bounded local layer whose entries, while Redis answers, are used only if no newer
+    version was committed since (one small GET, or none when the caller read the stamp
+    along with its own keys), for as long as their Redis twins live; while Redis cannot
+    be asked, for USER_LOCAL_CACHE_TTL seconds;
   - a Redis layer whose entries carry the version (e.g. `updated_at`) of the row they
     were made from. Invalidation (after commit) stores the committed version as a stamp
     and deletes the entry in one script; a fill is refused if its row is older than the
@@ -461,14 +463,25 @@ class VersionedCache:
             self._pending.clear()
 
     def _local_get(self, key: str) -> Entry | None:
+        """The local entry, if younger than its Redis twin's lifetime (TTL).
+
+        Checked against the stamp in Redis it can be served at any such age: a stamp
+        outlives every entry made before it. Unchecked, see `_servable_unchecked`.
+        """
         with self._lock:
             entry = self._local.get(key)
             if entry is None:
                 return None
-            if time.monotonic() - entry.stored_at >= self._local_ttl():
+            ttl = self._ttl() if entry.data is not None else self._negative_ttl()
+            if time.monotonic() - entry.stored_at >= ttl:
                 self._local.pop(key, None)
                 return None
             return entry
+
+    def _servable_unchecked(self, entry: Entry | None) -> bool:
+        # Without Redis to check against, a local copy may miss another process's write:
+        # USER_LOCAL_CACHE_TTL bounds for how long.
+        return entry is not None and time.monotonic() - entry.stored_at < self._local_ttl()
 
     def _local_put(self, key: str, entry: Entry) -> bool:
         """Keep `entry` locally; False if this process knows a newer version was written."""
@@ -512,7 +525,7 @@ class VersionedCache:
             # told about: until the invalidation is delivered, Redis is not asked.
             client = None
         if client is None:
-            if local is not None:
+            if local is not None and self._servable_unchecked(local):
                 CACHE_HITS.labels(self.name, "local").inc()
                 return local.data
             CACHE_MISSES.labels(self.name, "local").inc()
@@ -529,9 +542,7 @@ class VersionedCache:
             CACHE_MISSES.labels(self.name, "local").inc()
             raw = redis_guard.call(client.get, self._entry_key(key))
         except RedisUnavailable:
-            if local is not None:
-                # The stated bound: a local copy may miss another process's write for at
-                # most USER_LOCAL_CACHE_TTL while Redis cannot be asked.
+            if local is not None and self._servable_unchecked(local):
                 CACHE_HITS.labels(self.name, "local").inc()
                 return local.data
             CACHE_MISSES.labels(self.name, "redis").inc()
