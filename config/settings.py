@@ -201,6 +201,8 @@ CELERY_TASK_DEFAULT_QUEUE = "events"
 CELERY_TASK_ROUTES = {
     "events.tasks.deliver_webhook": {"queue": "webhooks"},
     "events.tasks.*": {"queue": "events"},
+    # Housekeeping is light and rare: it shares the queue every worker consumes.
+    "users.tasks.*": {"queue": "events"},
 }
 CELERY_BROKER_CONNECTION_TIMEOUT = env.float("CELERY_BROKER_CONNECTION_TIMEOUT", default=2.0)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
@@ -233,6 +235,11 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": EVENTS_SWEEP_INTERVAL_SECONDS,
         # A sweep queued while every worker was down is stale by the next one.
         "options": {"expires": EVENTS_SWEEP_INTERVAL_SECONDS},
+    },
+    "users-delete-expired-auth-tokens": {
+        "task": "users.tasks.delete_expired_auth_tokens",
+        "schedule": 3600.0,
+        "options": {"expires": 3600.0},
     },
 }
 

@@ -89,9 +89,9 @@ class TestLayers:
         self, services: dict[str, str], user: User, client_for: ClientFor, django_assert_num_queries
     ) -> None:
         client = client_for(user)
-        # Knox's token query (with the user) and its expired-token sweep; the user row
-        # it loaded is cached, so reading oneself needs nothing more.
-        with django_assert_num_queries(2):
+        # Knox's token query (with the user); the user row it loaded is cached, so
+        # reading oneself needs nothing more.
+        with django_assert_num_queries(1):
             first = client.get(url(user))
         with django_assert_num_queries(0):
             warm = client.get(url(user))
@@ -126,7 +126,7 @@ class TestLayers:
         django_assert_num_queries,
     ) -> None:
         client = client_for(staff)
-        with django_assert_num_queries(3):  # token, sweep, the user read
+        with django_assert_num_queries(2):  # the token with its user, the user read
             assert client.get(url(user)).json()["email"] == user.email
         with django_assert_num_queries(0):
             assert client.get(url(user)).json()["email"] == user.email

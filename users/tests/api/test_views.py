@@ -131,11 +131,11 @@ class TestRetrieve:
         self, user: User, client_for: ClientFor, django_assert_num_queries
     ) -> None:
         client = client_for(user)
-        # A cold request: token lookup with its user, knox's sweep of the user's expired
-        # tokens, the read. Inside a test's transaction nothing is cached (a rollback
-        # must not leave cached rows), so every request here is cold; warm requests run
-        # no query at all, pinned in users/tests/test_cache.py.
-        with django_assert_num_queries(3):
+        # A cold request: token lookup with its user, the read. Inside a test's
+        # transaction nothing is cached (a rollback must not leave cached rows), so every
+        # request here is cold; warm requests run no query at all, pinned in
+        # users/tests/test_cache.py.
+        with django_assert_num_queries(2):
             assert client.get(url(user)).status_code == 200
 
     def test_me(self, user: User, client_for: ClientFor, api_client: APIClient) -> None:
@@ -340,9 +340,9 @@ class TestList:
     ) -> None:
         UserFactory.create_batch(60)
         client = client_for(staff)
-        # Token lookup, knox's expired-token sweep (both cached once warm, see
-        # users/tests/test_cache.py), one page query: no COUNT, no N+1.
-        with django_assert_num_queries(3):
+        # Token lookup (cached once warm, see users/tests/test_cache.py), one page
+        # query: no COUNT, no N+1.
+        with django_assert_num_queries(2):
             assert len(client.get("/api/v1/users/?page_size=60").json()["results"]) == 60
 
 
@@ -395,6 +395,7 @@ class TestTokens:
         AuthToken.objects.filter(pk=token.pk).update(expiry=timezone.now() - timedelta(seconds=1))
         api_client.credentials(HTTP_AUTHORIZATION=f"Bearer {secret}")
         assert_error(api_client.get("/api/v1/users/me/"), 401, "authentication_failed")
+        assert not AuthToken.objects.filter(pk=token.pk).exists()
 
     def test_token_lifetime_comes_from_settings(self, api_client: APIClient, settings: Any) -> None:
         UserFactory.create(email="ann@example.com")
