@@ -7,7 +7,7 @@ schema's links (a created user or webhook, `/users/me/`, to their `{id}` routes)
 checks: no 5xx, every status code documented, every body and header as documented,
 negative data rejected, operations that declare auth refuse a request without it,
 undeclared methods refused. Fixed seed (`derandomize`) and a bounded number of examples,
-so a run is reproducible and takes about a minute.
+so a run is reproducible and takes under two minutes.
 
 Not checked: `positive_data_acceptance`. A schema-valid body may still be refused for what
 no schema can state (a wrong password at login, an email already taken, a password the
