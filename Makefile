@@ -46,10 +46,11 @@ test: $(DEV) ## Start disposable PostgreSQL primary + replica and Redis, run eve
 	set -a && . ./.services.test.env && set +a && \
 	REQUIRE_SERVICES=1 $(BIN)/pytest $(PYTEST_ARGS)
 
-lint: $(DEV) ## ruff check, ruff format --check, mypy
+lint: $(DEV) ## ruff check, ruff format --check, mypy, bandit (fails on medium or high)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	DJANGO_DEBUG=true $(BIN)/mypy .
+	$(BIN)/bandit -q -c pyproject.toml -r . --severity-level medium
 
 format: $(DEV) ## Apply ruff's fixes and formatting
 	$(BIN)/ruff check --fix .

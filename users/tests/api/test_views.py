@@ -211,6 +211,19 @@ class TestPartialUpdate:
             client_for(user).patch(url(user), [1, 2], format="json"), 400, "validation_error"
         )
 
+    @pytest.mark.parametrize(
+        "body",
+        [{"display_name": 123}, {"email": ["a@example.com"]}, {"display_name": True}],
+    )
+    def test_values_of_the_wrong_json_type_are_400(
+        self, body: dict[str, Any], user: User, client_for: ClientFor
+    ) -> None:
+        # DRF would coerce 123 to "123"; the schema promises a string.
+        error = assert_error(
+            client_for(user).patch(url(user), body, format="json"), 400, "validation_error"
+        )
+        assert set(error["fields"]) == set(body)
+
 
 class TestPassword:
     def test_own_change_needs_current_password_and_keeps_this_token(
@@ -327,13 +340,33 @@ class TestList:
         assert [u["is_active"] for u in inactive] == [False]
 
     @pytest.mark.parametrize(
-        "query", ["is_active=maybe", "joined_after=yesterday", "joined_before=2026-02-30"]
+        "query",
+        [
+            "is_active=maybe",
+            "joined_after=yesterday",
+            "joined_before=2026-02-30",
+            # Found by Schemathesis (core/tests/test_api_fuzz.py):
+            "joined_before=",  # empty: was ignored, listing everyone
+            "email=",
+            "joined_after=0001-01-01T00:00:00%2B05:00",  # before year 1 in UTC
+            "page_size=null",  # was ignored, the default used
+            "page_size=0",
+            "page_size=-5",
+        ],
     )
     def test_invalid_filters_are_400(self, staff: User, client_for: ClientFor, query: str) -> None:
         error = assert_error(
             client_for(staff).get(f"/api/v1/users/?{query}"), 400, "validation_error"
         )
         assert set(error["fields"]) == {query.split("=")[0]}
+
+    def test_offsets_postgresql_refuses_are_converted_to_utc(
+        self, staff: User, client_for: ClientFor
+    ) -> None:
+        # ISO 8601 allows +18:03; PostgreSQL refuses offsets past 15:59 (this was a 500).
+        response = client_for(staff).get("/api/v1/users/?joined_before=4184-04-16T12:36:01%2B18:03")
+        assert response.status_code == 200
+        assert len(response.json()["results"]) == 1
 
     def test_query_count_does_not_grow_with_page(
         self, staff: User, client_for: ClientFor, django_assert_num_queries
