@@ -143,7 +143,7 @@ def wait_drained(*, bound: float, queued: Any) -> dict[str, Any]:
     started = time.monotonic()
     outbox_zero: float | None = None
     settled: float | None = None
-    left = backlog()
+    at_start = left = backlog()
     while time.monotonic() - started < bound:
         left = backlog()
         elapsed = round(time.monotonic() - started, 2)
@@ -153,7 +153,13 @@ def wait_drained(*, bound: float, queued: Any) -> dict[str, Any]:
             settled = elapsed
             break
         time.sleep(0.5)
-    return {"bound_s": bound, "outbox_zero_s": outbox_zero, "settled_s": settled, "left": left}
+    return {
+        "bound_s": bound,
+        "outbox_zero_s": outbox_zero,
+        "settled_s": settled,
+        "at_stop": at_start,
+        "left": left,
+    }
 
 
 def welcome_emails(directory: Path) -> Counter[str]:
