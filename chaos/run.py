@@ -63,7 +63,7 @@ SUMMARY = Path(
 )
 READY_BOUND_SECONDS = 60
 # Pause of each load client between its requests: bounded load on a shared machine.
-CLIENT_PAUSE_SECONDS = 0.02
+CLIENT_PAUSE_SECONDS = 0.1
 
 # Production settings (DEBUG off) with these changes, all documented in docs/reliability.md.
 RUN_SETTINGS = {

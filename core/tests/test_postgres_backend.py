@@ -3,7 +3,7 @@
 import copy
 import socket
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from django.db import OperationalError, connections
@@ -35,23 +35,27 @@ def _requests(wrapper: base.DatabaseWrapper) -> int:
     return int(wrapper.pool.get_stats().get("requests_num", 0))
 
 
-def test_after_one_timeout_the_next_connections_fail_without_waiting(unreachable) -> None:
+def test_after_one_timeout_the_pool_is_not_asked_while_the_server_is_down(unreachable) -> None:
     with pytest.raises(OperationalError):
         unreachable.ensure_connection()
-    asked = _requests(unreachable)
-    assert asked == 1
+    assert _requests(unreachable) == 1
 
-    with pytest.raises(OperationalError, match="unreachable moments ago"):
+    with pytest.raises(OperationalError, match="is unreachable"):
         unreachable.ensure_connection()
-    assert _requests(unreachable) == asked  # the pool was not asked, so nobody waited
+    base._unreachable_until["unreachable"] = 0.0  # the probe interval has passed
+    with pytest.raises(OperationalError, match="is unreachable"):
+        unreachable.ensure_connection()  # the probe finds it still down
+    assert _requests(unreachable) == 1  # so nobody waited for the pool
 
 
-def test_once_the_moment_has_passed_the_pool_is_asked_again(unreachable) -> None:
-    with pytest.raises(OperationalError):
-        unreachable.ensure_connection()
-    base._unreachable_until["unreachable"] = 0.0  # FAIL_FAST_SECONDS have passed
+def test_a_server_back_is_used_at_once_through_a_fresh_pool(services) -> None:
+    primary = cast(Any, connections["default"])
+    primary.close()
+    pool = primary.pool
+    base._unreachable_until["default"] = 0.0  # found unreachable, probe interval passed
 
-    with pytest.raises(OperationalError):
-        unreachable.ensure_connection()
-    assert _requests(unreachable) == 2
-
+    with primary.cursor() as cursor:
+        cursor.execute("SELECT 1")
+        assert cursor.fetchone() == (1,)
+    assert primary.pool is not pool  # not the one that may be in reconnection backoff
+    assert "default" not in base._unreachable_until

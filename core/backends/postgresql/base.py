@@ -1,10 +1,14 @@
 """django-prometheus's PostgreSQL backend (query metrics by alias) that fails fast when down.
 
 With the server down, the psycopg pool makes every request wait the whole pool timeout
-for a connection it cannot open; requests then queue behind each other in the web
-workers, and the 503s come after several timeouts (found by `make chaos`). Here, once a
-borrow has timed out for want of a connection, the next attempts in this process fail at
-once for FAIL_FAST_SECONDS; then one waits again, which also finds the server back.
+for a connection it cannot open, and the requests queue behind each other in the web
+workers. Once the server is back, the pool may still be sleeping out its reconnection
+backoff (seconds, doubling with each failure), so requests keep failing after recovery.
+Both found by `make chaos` (docs/reliability.md). Here, once a borrow has timed out for
+want of a connection, the alias counts as unreachable in this process: each later
+connection first asks the server itself (a direct connection, at most once every
+PROBE_INTERVAL_SECONDS, failing at once in between); while it does not answer the
+request fails at once, and when it answers, a fresh pool replaces the one in backoff.
 """
 
 import threading
@@ -17,9 +21,14 @@ from django_prometheus.db.backends.postgresql.base import (
 )
 from psycopg_pool import PoolTimeout
 
-FAIL_FAST_SECONDS = 1.0
+from core.postgres import probe_conninfo
+
+PROBE_INTERVAL_SECONDS = 1.0
+# libpq's smallest connect timeout; a refused connection fails at once anyway.
+PROBE_CONNECT_TIMEOUT = 2
 
 _lock = threading.Lock()
+# Alias -> monotonic time before which it is not probed again.
 _unreachable_until: dict[str, float] = {}
 
 
@@ -27,23 +36,39 @@ class DatabaseWrapper(PrometheusDatabaseWrapper):
     """The backend of every PostgreSQL alias (config/settings.py)."""
 
     def get_new_connection(self, conn_params: dict[str, Any]) -> Any:
-        """Borrow from the pool, unless it could not connect a moment ago."""
+        """Borrow from the pool, unless the server was found unreachable and still is."""
         if self.pool is None:
             return super().get_new_connection(conn_params)
         with _lock:
-            until = _unreachable_until.get(self.alias, 0.0)
-        if time.monotonic() < until:
-            raise psycopg.OperationalError(f"{self.alias} was unreachable moments ago")
+            until = _unreachable_until.get(self.alias)
+        if until is not None:
+            if time.monotonic() < until or not self._server_answers():
+                self._mark_unreachable()
+                raise psycopg.OperationalError(f"{self.alias} is unreachable")
+            # Back: the old pool may be waiting out its reconnection backoff.
+            self.close_pool()
+            with _lock:
+                _unreachable_until.pop(self.alias, None)
         try:
-            connection = super().get_new_connection(conn_params)
+            return super().get_new_connection(conn_params)
         except PoolTimeout:
-            stats = self.pool.get_stats()
             # A full pool timed out because every connection is in use: that is load, not
-            # an outage, and the next borrow may well succeed.
-            if stats.get("pool_size", 0) < self.pool.max_size:
-                with _lock:
-                    _unreachable_until[self.alias] = time.monotonic() + FAIL_FAST_SECONDS
+            # an outage. Below its size, the pool could not connect.
+            if self.pool.get_stats().get("pool_size", 0) < self.pool.max_size:
+                self._mark_unreachable()
             raise
+
+    def _mark_unreachable(self) -> None:
         with _lock:
-            _unreachable_until.pop(self.alias, None)
-        return connection
+            _unreachable_until[self.alias] = time.monotonic() + PROBE_INTERVAL_SECONDS
+
+    def _server_answers(self) -> bool:
+        conninfo = probe_conninfo(
+            self.settings_dict, connect_timeout=PROBE_CONNECT_TIMEOUT, statement_timeout=1
+        )
+        try:
+            with psycopg.connect(conninfo, autocommit=True) as connection:
+                connection.execute("SELECT 1")
+        except psycopg.Error:
+            return False
+        return True
