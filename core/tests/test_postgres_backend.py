@@ -40,8 +40,11 @@ def test_after_one_timeout_the_pool_is_not_asked_while_the_server_is_down(unreac
         unreachable.ensure_connection()
     assert _requests(unreachable) == 1
 
+    next_probe = base._unreachable_until["unreachable"]
     with pytest.raises(OperationalError, match="is unreachable"):
         unreachable.ensure_connection()
+    # Asking often does not postpone the next probe (it did: the primary, back, went unused).
+    assert base._unreachable_until["unreachable"] == next_probe
     base._unreachable_until["unreachable"] = 0.0  # the probe interval has passed
     with pytest.raises(OperationalError, match="is unreachable"):
         unreachable.ensure_connection()  # the probe finds it still down

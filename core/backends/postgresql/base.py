@@ -42,7 +42,10 @@ class DatabaseWrapper(PrometheusDatabaseWrapper):
         with _lock:
             until = _unreachable_until.get(self.alias)
         if until is not None:
-            if time.monotonic() < until or not self._server_answers():
+            if time.monotonic() < until:
+                raise psycopg.OperationalError(f"{self.alias} is unreachable")
+            if not self._server_answers():
+                # The next probe one interval from now, however often this is asked.
                 self._mark_unreachable()
                 raise psycopg.OperationalError(f"{self.alias} is unreachable")
             # Back: the old pool may be waiting out its reconnection backoff.
