@@ -145,3 +145,16 @@ test-browser: $(DEV) ## The admin in headless Chromium against `make serve` on d
 .PHONY: bench-cache
 bench-cache: $(DEV) ## Benchmark GET /users/{id}/ cold/warm vs a bare WSGI ceiling (wrk, own services)
 	$(BIN)/python bench/run.py
+
+# --- Faults under load (issue #8); not part of `make test` -------------------------------
+CHAOS_SERVICES_PORT_BASE ?= 27632
+CHAOS_PORT ?= 18900
+CHAOS_ENV := CHAOS_SERVICES_PORT_BASE=$(CHAOS_SERVICES_PORT_BASE) CHAOS_PORT=$(CHAOS_PORT)
+
+.PHONY: chaos chaos-short
+
+chaos: $(RUNTIME) ## Faults under load, each held ~9 s, then no loss checked (own services); docs/reliability.md
+	$(CHAOS_ENV) CHAOS_PROFILE=full $(BIN)/python -m chaos.run
+
+chaos-short: $(RUNTIME) ## The same, each fault held 3 s (what CI runs)
+	$(CHAOS_ENV) CHAOS_PROFILE=short $(BIN)/python -m chaos.run

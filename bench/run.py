@@ -19,23 +19,21 @@ BENCH_THREADS (2), BENCH_ZIPF_S (1.1), WEB_CONCURRENCY (2), BENCH_SERVICES_PORT_
 (27532), BENCH_PORT (18110; the ceiling uses +1), BENCH_LATENCY_REQUESTS (2000).
 """
 
-import contextlib
 import os
 import re
 import secrets
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-BIN = Path(sys.executable).parent
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.processes import BIN, ROOT, disposable_services, gunicorn
+
 USERS = int(os.environ.get("BENCH_USERS", "100000"))
 DURATION = os.environ.get("BENCH_DURATION", "15s")
 CONNECTIONS = os.environ.get("BENCH_CONNECTIONS", "32")
@@ -51,66 +49,6 @@ LATENCY_REQUESTS = os.environ.get("BENCH_LATENCY_REQUESTS", "2000")
 def log(message: str) -> None:
     """Progress on stderr; results go to stdout."""
     print(f"bench: {message}", file=sys.stderr, flush=True)
-
-
-def read_env_file(path: Path) -> dict[str, str]:
-    """KEY=VALUE lines as scripts/services.sh writes them (values may be shell-quoted)."""
-    values = {}
-    for line in path.read_text().splitlines():
-        key, _, value = line.partition("=")
-        values[key] = value.strip("'")
-    return values
-
-
-@contextlib.contextmanager
-def bench_services(work: Path) -> Iterator[dict[str, str]]:
-    """A disposable PostgreSQL + Redis instance of our own, removed afterwards."""
-    env = {
-        **os.environ,
-        "SERVICES_NAME": "bench",
-        "SERVICES_PORT_BASE": SERVICES_PORT_BASE,
-        "SERVICES_ENV_FILE": str(work / "services.env"),
-    }
-    script = ["bash", str(ROOT / "scripts" / "services.sh")]
-    try:
-        subprocess.run([*script, "up"], env=env, check=True, stdout=subprocess.DEVNULL)
-        yield read_env_file(work / "services.env")
-    finally:
-        subprocess.run([*script, "down"], env=env, check=False, stdout=subprocess.DEVNULL)
-
-
-def wait_http(url: str, seconds: float = 60) -> None:
-    """Poll until the URL answers 200."""
-    deadline = time.monotonic() + seconds
-    while True:
-        with (
-            contextlib.suppress(OSError),
-            urllib.request.urlopen(url, timeout=2) as response,  # noqa: S310 (loopback)
-        ):
-            if response.status == 200:
-                return
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"{url} did not answer")
-        time.sleep(0.2)
-
-
-@contextlib.contextmanager
-def gunicorn(app: str, port: int, env: dict[str, str], logfile: IO[str]) -> Iterator[None]:
-    """gunicorn with config/gunicorn.py (as `make serve`), stopped on exit."""
-    process = subprocess.Popen(
-        [str(BIN / "gunicorn"), "-c", "config/gunicorn.py", app],
-        cwd=ROOT,
-        env={**env, "HOST": "127.0.0.1", "PORT": str(port), "WEB_CONCURRENCY": WORKERS},
-        stdout=logfile,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    try:
-        wait_http(f"http://127.0.0.1:{port}/healthz")
-        yield
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(60)
 
 
 def wrk(port: int, users_file: Path) -> dict[str, float]:
@@ -189,7 +127,8 @@ def main() -> None:
     metrics_dir.mkdir()
     logfile = (work / "gunicorn.log").open("w")
     try:
-        with bench_services(work) as services:
+        services_file = work / "services.env"
+        with disposable_services("bench", SERVICES_PORT_BASE, services_file) as services:
             env = {
                 **os.environ,
                 **services,
@@ -197,6 +136,7 @@ def main() -> None:
                 "DJANGO_SECURE_SSL_REDIRECT": "false",
                 "DJANGO_SECURE_COOKIES": "false",
                 "DJANGO_SECRET_KEY": secrets.token_urlsafe(50),
+                "WEB_CONCURRENCY": WORKERS,
                 # Per-user limit above what one hot Zipf user gets here (default 1000/minute).
                 "THROTTLE_USER_RATE": "1000/second",
             }

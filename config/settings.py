@@ -96,18 +96,23 @@ DATABASE_URL = env.str("DATABASE_URL", default="") or f"sqlite:///{BASE_DIR / 'd
 def _database(url: str, *, pool_timeout: float) -> dict:
     config = env.db_url_config(url)
     if config["ENGINE"] == "django.db.backends.postgresql":
-        # django-prometheus's wrapper of the same backend counts queries by alias.
-        config["ENGINE"] = "django_prometheus.db.backends.postgresql"
+        # django-prometheus's wrapper of the same backend counts queries by alias; ours
+        # around it fails fast while the server is unreachable (core/backends/postgresql).
+        config["ENGINE"] = "core.backends.postgresql"
         # psycopg 3's pool replaces persistent connections; Django requires CONN_MAX_AGE 0
-        # with it and checks each connection on borrow, so a dead one is never handed out.
+        # with it. With health checks on, the pool checks each connection on borrow, so one
+        # that died while pooled (a restarted server) is replaced, never handed out.
         config["CONN_MAX_AGE"] = 0
+        config["CONN_HEALTH_CHECKS"] = True
         config["OPTIONS"] = {
             # Names our connections in pg_stat_activity, for operators and tests alike.
             "application_name": env.str("DATABASE_APPLICATION_NAME", default="userservice"),
             "pool": {
                 "min_size": env.int("DATABASE_POOL_MIN_SIZE", default=1),
                 "max_size": env.int("DATABASE_POOL_MAX_SIZE", default=10),
-                # A request waits this long for a connection, then gets a 503.
+                # A request waits this long for a connection, then gets a 503. A sync worker
+                # holds one connection at a time, so the wait is for connecting: with the
+                # server down it is the whole timeout (docs/reliability.md).
                 "timeout": pool_timeout,
             },
         }
@@ -115,7 +120,7 @@ def _database(url: str, *, pool_timeout: float) -> dict:
 
 
 DATABASES = {
-    "default": _database(DATABASE_URL, pool_timeout=env.float("DATABASE_POOL_TIMEOUT", default=5.0))
+    "default": _database(DATABASE_URL, pool_timeout=env.float("DATABASE_POOL_TIMEOUT", default=2.0))
 }
 
 # Read replicas: aliases replica_0, replica_1, ... Reads are routed by core.db_router;
