@@ -4,7 +4,7 @@ import os
 import re
 import subprocess
 
-from bench.procs import ROOT
+from bench.processes import ROOT
 
 
 def wrk(

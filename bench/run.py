@@ -55,9 +55,11 @@ from pathlib import Path
 from typing import IO, Any
 
 from bench import report
+from bench.celery_worker import worker_and_beat
 from bench.load import wrk
+from bench.memory import workers_resident_mb
 from bench.metrics import scenario_figures, snapshot
-from bench.procs import BIN, ROOT, celery, children, gunicorn, log, resident_mb, services
+from bench.processes import BIN, ROOT, disposable_services, gunicorn
 from bench.receiver import Arrivals, commit_to_webhook, receiver
 
 USERS = int(os.environ.get("BENCH_USERS", "1000000"))
@@ -77,6 +79,7 @@ SERVICES_PORT_BASE = os.environ.get("BENCH_SERVICES_PORT_BASE", "27532")
 APP_PORT = int(os.environ.get("BENCH_PORT", "18110"))
 CEILING_PORT, SELECT_PORT, RECEIVER_PORT = APP_PORT + 1, APP_PORT + 2, APP_PORT + 3
 ADMIN = os.environ.get("BENCH_ADMIN", "1") != "0"
+STARTED = time.monotonic()
 SCENARIOS = (
     "ceiling",
     "ceiling-select",
@@ -94,6 +97,12 @@ UNTHROTTLED = {
     f"THROTTLE_{name}_RATE": "1000000/second"
     for name in ("ANON", "USER", "SIGNUP", "LOGIN_IP", "LOGIN_EMAIL")
 }
+
+
+def log(message: str) -> None:
+    """Progress on stderr, with the time since the start; results go to stdout."""
+    elapsed = int(time.monotonic() - STARTED)
+    print(f"bench {elapsed // 60}:{elapsed % 60:02}: {message}", file=sys.stderr, flush=True)
 
 
 def selected_scenarios() -> list[str]:
@@ -196,8 +205,8 @@ class Bench:
     @contextlib.contextmanager
     def app(self) -> Iterator[int]:
         """The app under gunicorn; yields the master's pid."""
-        with gunicorn("config.wsgi", APP_PORT, WORKERS, self.app_env, self.logfile) as pid:
-            yield pid
+        with gunicorn("config.wsgi", APP_PORT, self.app_env, self.logfile) as master:
+            yield master.pid
 
     def rounds(
         self, scenarios: list[str]
@@ -212,18 +221,10 @@ class Bench:
             with self.app():
                 self.check_app()
             ceilings.enter_context(
-                gunicorn(
-                    "bench.ceiling:application", CEILING_PORT, WORKERS, ceiling_env, self.logfile
-                )
+                gunicorn("bench.ceiling:application", CEILING_PORT, ceiling_env, self.logfile)
             )
             ceilings.enter_context(
-                gunicorn(
-                    "bench.ceiling_select:application",
-                    SELECT_PORT,
-                    WORKERS,
-                    ceiling_env,
-                    self.logfile,
-                )
+                gunicorn("bench.ceiling_select:application", SELECT_PORT, ceiling_env, self.logfile)
             )
             for number in range(1, ROUNDS + 1):
                 figures: dict[str, dict[str, float]] = {}
@@ -241,18 +242,13 @@ class Bench:
                         if name.startswith("ceiling"):
                             continue
                         if number == ROUNDS and name == "signup":
-                            resident["before sign-ups"] = workers_resident(master)
+                            resident["before sign-ups"] = workers_resident_mb(master)
                         log(f"round {number}: {name}")
                         figures[name] = self.app_scenario(name)
                     if number == ROUNDS:
-                        resident["after the last round"] = workers_resident(master)
+                        resident["after the last round"] = workers_resident_mb(master)
                 results.append(figures)
         return results, resident
-
-
-def workers_resident(master: int) -> list[float]:
-    """VmRSS in MB of each of gunicorn's workers."""
-    return [resident_mb(pid) for pid in children(master)]
 
 
 def main() -> None:
@@ -267,7 +263,8 @@ def main() -> None:
     ok = False
     with (work / "processes.log").open("w") as logfile:
         try:
-            with services(work, SERVICES_PORT_BASE) as service_env:
+            services_file = work / "services.env"
+            with disposable_services("bench", SERVICES_PORT_BASE, services_file) as service_env:
                 env = {
                     **os.environ,
                     **service_env,
@@ -280,10 +277,11 @@ def main() -> None:
                     "WEBHOOK_ALLOW_PRIVATE_TARGETS": "true",
                     "EMAIL_BACKEND": "django.core.mail.backends.dummy.EmailBackend",
                     "CELERY_METRICS_PORT": "0",
+                    "WEB_CONCURRENCY": WORKERS,
                 }
                 bench = Bench(work, env, logfile)
                 bench.prepare()
-                with receiver(RECEIVER_PORT) as bench.arrivals, celery(env, work, logfile):
+                with receiver(RECEIVER_PORT) as bench.arrivals, worker_and_beat(env, work, logfile):
                     results, resident = bench.rounds(scenarios)
                 print_results(
                     results,

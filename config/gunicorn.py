@@ -26,7 +26,7 @@ max_requests_jitter = max_requests // 10
 # connect lazily, in each worker); GUNICORN_PRELOAD=false turns it off if that changes.
 preload_app = os.environ.get("GUNICORN_PRELOAD", "true").lower() in ("1", "true", "yes")
 # Heartbeat files on tmpfs: the image runs with a read-only root filesystem.
-worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None  # noqa: S108 (tmpfs)
+worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None  # noqa: S108 (tmpfs heartbeats)  # nosec B108
 
 # Off by default: the application already writes one richer JSON line per request
 # (core/request_logging.py); gunicorn's own line adds only requests Django never saw.

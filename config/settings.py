@@ -96,18 +96,23 @@ DATABASE_URL = env.str("DATABASE_URL", default="") or f"sqlite:///{BASE_DIR / 'd
 def _database(url: str, *, pool_timeout: float) -> dict:
     config = env.db_url_config(url)
     if config["ENGINE"] == "django.db.backends.postgresql":
-        # django-prometheus's wrapper of the same backend counts queries by alias.
-        config["ENGINE"] = "django_prometheus.db.backends.postgresql"
+        # django-prometheus's wrapper of the same backend counts queries by alias; ours
+        # around it fails fast while the server is unreachable (core/backends/postgresql).
+        config["ENGINE"] = "core.backends.postgresql"
         # psycopg 3's pool replaces persistent connections; Django requires CONN_MAX_AGE 0
-        # with it and checks each connection on borrow, so a dead one is never handed out.
+        # with it. With health checks on, the pool checks each connection on borrow, so one
+        # that died while pooled (a restarted server) is replaced, never handed out.
         config["CONN_MAX_AGE"] = 0
+        config["CONN_HEALTH_CHECKS"] = True
         config["OPTIONS"] = {
             # Names our connections in pg_stat_activity, for operators and tests alike.
             "application_name": env.str("DATABASE_APPLICATION_NAME", default="userservice"),
             "pool": {
                 "min_size": env.int("DATABASE_POOL_MIN_SIZE", default=1),
                 "max_size": env.int("DATABASE_POOL_MAX_SIZE", default=10),
-                # A request waits this long for a connection, then gets a 503.
+                # A request waits this long for a connection, then gets a 503. A sync worker
+                # holds one connection at a time, so the wait is for connecting: with the
+                # server down it is the whole timeout (docs/reliability.md).
                 "timeout": pool_timeout,
             },
         }
@@ -115,7 +120,7 @@ def _database(url: str, *, pool_timeout: float) -> dict:
 
 
 DATABASES = {
-    "default": _database(DATABASE_URL, pool_timeout=env.float("DATABASE_POOL_TIMEOUT", default=5.0))
+    "default": _database(DATABASE_URL, pool_timeout=env.float("DATABASE_POOL_TIMEOUT", default=2.0))
 }
 
 # Read replicas: aliases replica_0, replica_1, ... Reads are routed by core.db_router;
@@ -201,6 +206,8 @@ CELERY_TASK_DEFAULT_QUEUE = "events"
 CELERY_TASK_ROUTES = {
     "events.tasks.deliver_webhook": {"queue": "webhooks"},
     "events.tasks.*": {"queue": "events"},
+    # Housekeeping is light and rare: it shares the queue every worker consumes.
+    "users.tasks.*": {"queue": "events"},
 }
 CELERY_BROKER_CONNECTION_TIMEOUT = env.float("CELERY_BROKER_CONNECTION_TIMEOUT", default=2.0)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
@@ -233,6 +240,11 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": EVENTS_SWEEP_INTERVAL_SECONDS,
         # A sweep queued while every worker was down is stale by the next one.
         "options": {"expires": EVENTS_SWEEP_INTERVAL_SECONDS},
+    },
+    "users-delete-expired-auth-tokens": {
+        "task": "users.tasks.delete_expired_auth_tokens",
+        "schedule": 3600.0,
+        "options": {"expires": 3600.0},
     },
 }
 
@@ -294,11 +306,11 @@ REST_FRAMEWORK = {
         "rest_framework.renderers.BrowsableAPIRenderer",
     ],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "core.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "core.exceptions.exception_handler",
     "DEFAULT_THROTTLE_CLASSES": [
-        "rest_framework.throttling.AnonRateThrottle",
-        "rest_framework.throttling.UserRateThrottle",
+        "core.throttling.AnonRateThrottle",
+        "core.throttling.UserRateThrottle",
     ],
     "DEFAULT_THROTTLE_RATES": {
         "anon": env.str("THROTTLE_ANON_RATE", default="100/minute"),
@@ -320,6 +332,11 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # Links from responses to the `{id}` routes they lead to (core/openapi.py).
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "core.openapi.add_links",
+    ],
 }
 
 # Scrapes of /metrics need `Authorization: Bearer <this>`; empty: loopback clients only.

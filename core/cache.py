@@ -10,8 +10,10 @@ Three parts, used by the apps' own cache modules (e.g. users/cache.py):
   process-local LocMemCache while Redis fails, so throttles keep counting (per process)
   instead of turning off, which django-redis' IGNORE_EXCEPTIONS would do.
 * `VersionedCache`: read-through cache of plain data keyed by id, with
-  - a bounded local layer whose entries live USER_LOCAL_CACHE_TTL seconds and, while Redis
-    answers, are used only if no newer version was committed since (one small GET);
+  - a bounded local layer whose entries, while Redis answers, are used only if no newer
+    version was committed since (one small GET, or none when the caller read the stamp
+    along with its own keys), for as long as their Redis twins live; while Redis cannot
+    be asked, for USER_LOCAL_CACHE_TTL seconds;
   - a Redis layer whose entries carry the version (e.g. `updated_at`) of the row they
     were made from. Invalidation (after commit) stores the committed version as a stamp
     and deletes the entry in one script; a fill is refused if its row is older than the
@@ -47,6 +49,7 @@ import redis
 from cachetools import LRUCache
 from django.conf import settings
 from django.core.cache import caches
+from django.core.cache.backends.base import BaseCache
 from django.core.cache.backends.locmem import LocMemCache
 from django.core.signals import request_finished, request_started, setting_changed
 from django.db import connection, transaction
@@ -273,12 +276,50 @@ class ResilientRedisCache(RedisCache):
             timeout = self.default_timeout
         return self._either("touch", key, timeout=timeout, version=version)
 
+    def count(self, key: str, *, seconds: int) -> int:
+        """Add one to the counter `key` (created to live `seconds`) and return its value.
+
+        One round trip; while Redis fails, the local fallback counts instead.
+        """
+        name = self.make_key(key)
+
+        def increment() -> int:
+            pipe = self.redis_client().pipeline(transaction=False)
+            # SET NX then INCR rather than INCR then EXPIRE NX: EXPIRE's NX needs Redis 7.
+            pipe.set(name, 0, ex=seconds, nx=True)
+            pipe.incr(name)
+            return int(pipe.execute()[1])
+
+        try:
+            return redis_guard.call(increment)
+        except RedisUnavailable:
+            REDIS_FALLBACKS.inc()
+            return _count(self.fallback, key, seconds=seconds)
+
     def clear(self) -> Any:
         """Clear Redis (if reachable), the fallback and every VersionedCache's local layer."""
         self.fallback.clear()
         for cache in VersionedCache.instances:
             cache.clear_local()
         return self._either("clear")
+
+
+def count_in_window(key: str, *, seconds: int, alias: str = "default") -> int:
+    """Add one to the counter `key` in a Django cache, created to live `seconds`; return
+    its new value. Redis (ResilientRedisCache) counts atomically across processes."""
+    return _count(caches[alias], key, seconds=seconds)
+
+
+def _count(backend: BaseCache, key: str, *, seconds: int) -> int:
+    if isinstance(backend, ResilientRedisCache):
+        return backend.count(key, seconds=seconds)
+    backend.add(key, 0, seconds)
+    try:
+        return int(backend.incr(key))
+    except ValueError:
+        # Expired between add and incr: this request starts the new count.
+        backend.set(key, 1, seconds)
+        return 1
 
 
 def shared_redis() -> redis.Redis | None:
@@ -340,6 +381,9 @@ _UNLOCK = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 """
+
+# `VersionedCache.get(stamp=...)` when the caller has not read the stamp.
+NOT_FETCHED: Any = object()
 
 # A negative entry's version: older than any real row, so any stamp refuses it.
 ABSENT_VERSION = 0
@@ -419,14 +463,25 @@ class VersionedCache:
             self._pending.clear()
 
     def _local_get(self, key: str) -> Entry | None:
+        """The local entry, if younger than its Redis twin's lifetime (TTL).
+
+        Checked against the stamp in Redis it can be served at any such age: a stamp
+        outlives every entry made before it. Unchecked, see `_servable_unchecked`.
+        """
         with self._lock:
             entry = self._local.get(key)
             if entry is None:
                 return None
-            if time.monotonic() - entry.stored_at >= self._local_ttl():
+            ttl = self._ttl() if entry.data is not None else self._negative_ttl()
+            if time.monotonic() - entry.stored_at >= ttl:
                 self._local.pop(key, None)
                 return None
             return entry
+
+    def _servable_unchecked(self, entry: Entry | None) -> bool:
+        # Without Redis to check against, a local copy may miss another process's write:
+        # USER_LOCAL_CACHE_TTL bounds for how long.
+        return entry is not None and time.monotonic() - entry.stored_at < self._local_ttl()
 
     def _local_put(self, key: str, entry: Entry) -> bool:
         """Keep `entry` locally; False if this process knows a newer version was written."""
@@ -439,9 +494,16 @@ class VersionedCache:
 
     # -- reads
 
-    def get(self, key: str, load: Loader) -> Any:
+    def stamp_key(self, key: str) -> str:
+        """The Redis key of `key`'s stamp, for a caller that fetches it with its own keys
+        in one round trip and passes it to `get(stamp=...)`."""
+        return self._stamp_key(key)
+
+    def get(self, key: str, load: Loader, *, stamp: Any = NOT_FETCHED) -> Any:
         """The data for `key`: local layer, Redis, else `load()` (then cached).
 
+        `stamp`: the raw value at `stamp_key(key)` if the caller has just read it from
+        Redis; a local entry is checked against it instead of asking Redis again.
         Within one HTTP request a key is resolved once: authentication and the view both
         read the caller's own entry, and one request is one point in time.
         """
@@ -449,12 +511,12 @@ class VersionedCache:
         if memo is not None and (self.name, key) in memo:
             CACHE_HITS.labels(self.name, "request").inc()
             return memo[(self.name, key)]
-        data = self._resolve(key, load)
+        data = self._resolve(key, load, stamp)
         if memo is not None:
             memo[(self.name, key)] = data
         return data
 
-    def _resolve(self, key: str, load: Loader) -> Any:
+    def _resolve(self, key: str, load: Loader, stamp: Any) -> Any:
         self._replay_pending()
         local = self._local_get(key)
         client = shared_redis()
@@ -463,14 +525,15 @@ class VersionedCache:
             # told about: until the invalidation is delivered, Redis is not asked.
             client = None
         if client is None:
-            if local is not None:
+            if local is not None and self._servable_unchecked(local):
                 CACHE_HITS.labels(self.name, "local").inc()
                 return local.data
             CACHE_MISSES.labels(self.name, "local").inc()
             return self._load(key, load, client=None).data
         try:
             if local is not None:
-                stamp = redis_guard.call(client.get, self._stamp_key(key))
+                if stamp is NOT_FETCHED:
+                    stamp = redis_guard.call(client.get, self._stamp_key(key))
                 if stamp is None or local.version >= int(stamp):
                     CACHE_HITS.labels(self.name, "local").inc()
                     return local.data
@@ -479,9 +542,7 @@ class VersionedCache:
             CACHE_MISSES.labels(self.name, "local").inc()
             raw = redis_guard.call(client.get, self._entry_key(key))
         except RedisUnavailable:
-            if local is not None:
-                # The stated bound: a local copy may miss another process's write for at
-                # most USER_LOCAL_CACHE_TTL while Redis cannot be asked.
+            if local is not None and self._servable_unchecked(local):
                 CACHE_HITS.labels(self.name, "local").inc()
                 return local.data
             CACHE_MISSES.labels(self.name, "redis").inc()

@@ -49,6 +49,9 @@ PINNED_READS = Counter(
 _pinned_until: ContextVar[float] = ContextVar("pinned_until", default=0.0)
 _force_primary: ContextVar[bool] = ContextVar("force_primary", default=False)
 _wrote: ContextVar[bool] = ContextVar("wrote", default=False)
+# A user whose recent-write pin (in the cache) is looked up only when a read would go to a
+# replica: requests answered from the cache never pay for the lookup.
+_unchecked_user_pin: ContextVar[Any] = ContextVar("unchecked_user_pin", default=None)
 
 monitor = ReplicaMonitor()
 
@@ -75,6 +78,7 @@ def reset() -> None:
     """Forget this context's pin and writes: each request starts afresh."""
     _pinned_until.set(0.0)
     _wrote.set(False)
+    _unchecked_user_pin.set(None)
 
 
 def sign_client_pin() -> str:
@@ -102,9 +106,19 @@ def remember_user_pin(user_id: Any) -> None:
 
 
 def apply_user_pin(user_id: Any) -> None:
-    """Pin this context's reads if the user wrote recently (from whichever client)."""
-    if not settings.REPLICA_DATABASES:
+    """Pin this context's reads if the user wrote recently (from whichever client).
+
+    Deferred: the pin is looked up in the cache before this context's first replica read.
+    """
+    if settings.REPLICA_DATABASES:
+        _unchecked_user_pin.set(user_id)
+
+
+def _check_user_pin() -> None:
+    user_id = _unchecked_user_pin.get()
+    if user_id is None:
         return
+    _unchecked_user_pin.set(None)
     deadline = cache.get(_user_pin_key(user_id))
     if deadline is not None and deadline > time.time():
         pin_reads_to_primary(deadline - time.time())
@@ -136,6 +150,7 @@ def _primary_reason(model: Any) -> str | None:
         return "forced"
     if connections[PRIMARY].in_atomic_block:
         return "transaction"
+    _check_user_pin()
     if _pinned_until.get() > time.monotonic():
         return "pinned"
     return None

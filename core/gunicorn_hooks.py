@@ -26,7 +26,7 @@ def use_multiprocess_metrics(*, port: str) -> str:
     decides, at import, how every metric stores its values. The default is on tmpfs where
     there is one (the files are written on every request), one directory per port.
     """
-    base = "/dev/shm" if os.path.isdir("/dev/shm") else tempfile.gettempdir()  # noqa: S108
+    base = "/dev/shm" if os.path.isdir("/dev/shm") else tempfile.gettempdir()  # noqa: S108 (own tmpfs)  # nosec B108
     directory = os.environ.setdefault(
         MULTIPROC_DIR_VARIABLE, os.path.join(base, f"userservice-metrics-{port}")
     )

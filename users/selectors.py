@@ -15,7 +15,8 @@ from users.models import User
 UUID_LENGTH = 36
 
 
-def _may_see(*, viewer: User, user_id: UUID) -> bool:
+def user_visible(*, user_id: UUID, viewer: User) -> bool:
+    """Whether `viewer` may see the user with this id: themselves, or any user as staff."""
     return viewer.is_staff or viewer.pk == user_id
 
 
@@ -26,7 +27,7 @@ def user_get(*, user_id: UUID, viewer: User) -> User | None:
     not see: the API answers 404 for both "absent" and "not yours". Always the database
     row: this is what writes start from.
     """
-    if not _may_see(viewer=viewer, user_id=user_id):
+    if not user_visible(user_id=user_id, viewer=viewer):
         return None
     return User.objects.filter(pk=user_id).first()
 
@@ -38,7 +39,7 @@ def user_representation_get(*, user_id: UUID, viewer: User) -> dict[str, Any] | 
     visibility check as `user_get`: the cache never answers for an id the viewer may
     not see, and unknown ids are cached as absent.
     """
-    if not _may_see(viewer=viewer, user_id=user_id):
+    if not user_visible(user_id=user_id, viewer=viewer):
         return None
     entry = user_entry_get(user_id)
     return None if entry is None else dict(entry["user"])

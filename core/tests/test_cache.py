@@ -359,3 +359,26 @@ def test_throttle_counters_are_shared_in_redis(
     api_client.post("/api/v1/auth/token/", body, format="json")
     keys = redis.Redis.from_url(services["REDIS_URL"]).keys("*throttle_login_ip*")
     assert keys, "login throttle history is not in Redis"
+
+
+def test_local_copies_checked_against_redis_outlive_the_local_ttl(
+    services: dict[str, str],
+) -> None:
+    # With Redis to ask, the stamp says whether a newer version was written, so a local
+    # copy older than USER_LOCAL_CACHE_TTL is still served; the TTL bounds only what is
+    # served unchecked.
+    local_ttl = [60.0]
+    versioned = VersionedCache(
+        f"test-{uuid.uuid4().hex}",
+        ttl=lambda: 60.0,
+        negative_ttl=lambda: 60.0,
+        local_ttl=lambda: local_ttl[0],
+        local_max_entries=lambda: 10,
+    )
+    assert versioned.get("a", lambda latest: (1, "v1")) == "v1"
+    local_ttl[0] = 1e-9  # every local copy is now older than the local TTL
+    hits = metric("userservice_cache_hits_total", cache=versioned.name, layer="local")
+    assert versioned.get("a", lambda latest: (1, "not loaded")) == "v1"
+    assert metric("userservice_cache_hits_total", cache=versioned.name, layer="local") == hits + 1
+    versioned.invalidate("a", version=2)
+    assert versioned.get("a", lambda latest: (2, "v2")) == "v2"

@@ -18,6 +18,7 @@ from rest_framework.test import APIClient
 
 from conftest import wait_for_replicas
 from core import db_router
+from core.postgres import probe_conninfo
 from core.tests import replica_control as replica
 from users.cache import user_cache
 from users.models import User
@@ -272,6 +273,35 @@ def test_concurrent_requests_share_the_pool(routed) -> None:
 
     assert not any(worker.is_alive() for worker in workers)
     assert 2 <= peak <= pool_max
+
+
+def test_a_pooled_connection_the_server_dropped_is_never_handed_out(services) -> None:
+    """A restarted primary leaves every pooled connection dead: the next borrow replaces it.
+
+    Without the check on borrow, each dead connection failed one request (a 503) after
+    the primary was back (found by `make chaos`).
+    """
+    primary = connections["default"]
+    with primary.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        pid = cursor.fetchone()[0]
+    primary.close()  # back to the pool, as at the end of a request
+    probe = probe_conninfo(primary.settings_dict, connect_timeout=2, statement_timeout=5)
+    with psycopg.connect(probe, autocommit=True) as other:
+        other.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        replica.wait_until(
+            lambda: (
+                other.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE pid = %s", (pid,)
+                ).fetchone()
+                == (0,)
+            ),
+            what="the backend to exit",
+        )
+
+    with primary.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        assert cursor.fetchone()[0] != pid
 
 
 def test_exhausted_pool_is_a_503_not_a_hang(routed, monkeypatch) -> None:

@@ -30,17 +30,37 @@ class UserSerializer(serializers.ModelSerializer[User]):
         read_only_fields = fields
 
 
+# The JSON type each kind of field takes. DRF coerces (`0` to False, `123` to "123"), so a
+# client bug or a probe would pass unnoticed; the API's schema promises these types.
+_JSON_TYPES: tuple[tuple[type[serializers.Field[Any, Any, Any, Any]], type, str], ...] = (
+    (serializers.BooleanField, bool, "Must be true or false."),
+    (serializers.CharField, str, "Must be a string."),
+    (serializers.ListField, list, "Must be a list."),
+)
+
+
 class StrictSerializer(serializers.Serializer[Any]):
-    """Rejects any input field the serializer does not declare, naming each one."""
+    """Rejects any input field the serializer does not declare, naming each one, and any
+    value that is not of its field's JSON type."""
 
     def to_internal_value(self, data: Any) -> Any:
-        """Validate as usual after refusing undeclared fields."""
+        """Validate as usual after refusing undeclared fields and mistyped values."""
         if isinstance(data, Mapping):
             undeclared = sorted(set(data) - set(self.fields))
             if undeclared:
                 raise serializers.ValidationError(
                     {field: ["This field is not allowed."] for field in undeclared}
                 )
+            mistyped = {
+                name: [message]
+                for name, value in data.items()
+                for field_class, json_type, message in _JSON_TYPES
+                if isinstance(self.fields[name], field_class)
+                and value is not None
+                and not isinstance(value, json_type)
+            }
+            if mistyped:
+                raise serializers.ValidationError(mistyped)
         return super().to_internal_value(data)
 
 

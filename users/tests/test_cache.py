@@ -63,6 +63,14 @@ def redis_client(services: dict[str, str]) -> redis.Redis:
     return redis.Redis.from_url(services["REDIS_URL"])
 
 
+def commands(client: redis.Redis) -> dict[str, int]:
+    """Commands Redis has run, by name (its own count: `INFO commandstats`)."""
+    stats = client.info("commandstats")
+    counts = {name.removeprefix("cmdstat_"): int(value["calls"]) for name, value in stats.items()}
+    counts.pop("info", None)  # this very question
+    return counts
+
+
 @contextmanager
 def counting_queries() -> Iterator[list[str]]:
     """SQL run by this thread's connection, whatever the test's own wrappers."""
@@ -81,9 +89,9 @@ class TestLayers:
         self, services: dict[str, str], user: User, client_for: ClientFor, django_assert_num_queries
     ) -> None:
         client = client_for(user)
-        # Knox's token query (with the user) and its expired-token sweep; the user row
-        # it loaded is cached, so reading oneself needs nothing more.
-        with django_assert_num_queries(2):
+        # Knox's token query (with the user); the user row it loaded is cached, so
+        # reading oneself needs nothing more.
+        with django_assert_num_queries(1):
             first = client.get(url(user))
         with django_assert_num_queries(0):
             warm = client.get(url(user))
@@ -92,6 +100,22 @@ class TestLayers:
         assert first.status_code == warm.status_code == me.status_code == 200
         assert warm.json() == first.json() == me.json()
         assert warm.json()["id"] == str(user.pk)
+
+    def test_warm_get_costs_two_redis_round_trips(
+        self, services: dict[str, str], user: User, client_for: ClientFor, redis_client: redis.Redis
+    ) -> None:
+        client = client_for(user)
+        client.get(url(user))  # fills the caches
+        client.get(url(user))  # this process learns the token's user
+        before = commands(redis_client)
+        assert client.get(url(user)).status_code == 200
+        used = {name: count - before.get(name, 0) for name, count in commands(redis_client).items()}
+        # The token and its user's stamp in one MGET; the throttle's SET NX + INCR pipelined.
+        assert {name: count for name, count in used.items() if count} == {
+            "mget": 1,
+            "set": 1,
+            "incrby": 1,
+        }
 
     def test_staff_reading_another_user(
         self,
@@ -102,7 +126,7 @@ class TestLayers:
         django_assert_num_queries,
     ) -> None:
         client = client_for(staff)
-        with django_assert_num_queries(3):  # token, sweep, the user read
+        with django_assert_num_queries(2):  # the token with its user, the user read
             assert client.get(url(user)).json()["email"] == user.email
         with django_assert_num_queries(0):
             assert client.get(url(user)).json()["email"] == user.email

@@ -5,11 +5,13 @@ from datetime import timedelta
 import pytest
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
+from django.utils import timezone
 from knox.models import AuthToken
 
 from core.exceptions import InvalidCredentials
 from users import services
 from users.models import User
+from users.tasks import delete_expired_auth_tokens
 from users.tests.factories import DEFAULT_PASSWORD, UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -206,3 +208,22 @@ class TestAuthTokens:
         services.auth_token_revoke(token=first)
 
         assert list(AuthToken.objects.all()) == [second]
+
+    def test_expired_tokens_are_deleted_in_batches(self) -> None:
+        user = UserFactory.create()
+        expired = [AuthToken.objects.create(user=user)[0] for _ in range(5)]
+        AuthToken.objects.filter(pk__in=[t.pk for t in expired]).update(
+            expiry=timezone.now() - timedelta(seconds=1)
+        )
+        current, _ = AuthToken.objects.create(user=user)
+        forever, _ = AuthToken.objects.create(user=user, expiry=None)
+
+        assert services.auth_tokens_expired_delete(batch_size=2) == 5
+        assert set(AuthToken.objects.all()) == {current, forever}
+        assert services.auth_tokens_expired_delete(batch_size=2) == 0
+
+    def test_the_scheduled_task_deletes_expired_tokens(self) -> None:
+        token, _ = AuthToken.objects.create(user=UserFactory.create())
+        AuthToken.objects.filter(pk=token.pk).update(expiry=timezone.now() - timedelta(seconds=1))
+        assert delete_expired_auth_tokens.apply().get() == 1
+        assert not AuthToken.objects.exists()

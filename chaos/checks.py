@@ -1,0 +1,268 @@
+"""What the chaos run checks at the end, with everything back.
+
+Needs Django set up (chaos/run.py does it against the run's primary): the database is
+read through the models and the handler registry, the one description of which
+handlers each event owes.
+"""
+
+import email
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from chaos.load import Response
+
+# A non-2xx answer is blamed on a fault if it overlaps the fault's window: from injection
+# until readiness is back, plus this long for requests already queued behind it.
+GRACE_SECONDS = 2.0
+PRIMARY_FAULT = "primary_restarted"
+MAX_503_SECONDS = 3.0
+
+
+@dataclass
+class Window:
+    """When a fault was injected, undone, and the service ready again (run seconds)."""
+
+    name: str
+    expect: str
+    injected: float
+    restored: float = 0.0
+    recovered: float = 0.0
+
+    def overlaps(self, response: Response) -> bool:
+        """Whether the request was in flight during the fault."""
+        return response.started <= self.recovered + GRACE_SECONDS and (
+            response.finished >= self.injected
+        )
+
+
+@dataclass
+class Check:
+    """One pass/fail line of the summary."""
+
+    name: str
+    passed: bool
+    detail: str
+
+
+def cause(response: Response, windows: list[Window]) -> str:
+    """The fault(s) active while a request was in flight, or "none"."""
+    names = [window.name for window in windows if window.overlaps(response)]
+    return "+".join(names) or "none"
+
+
+def allowed(response: Response, blamed: str) -> bool:
+    """The pass rule: 2xx, or a quick 503 while the primary was down."""
+    if 200 <= response.status < 300:
+        return True
+    return (
+        response.status == 503
+        and PRIMARY_FAULT in blamed.split("+")
+        and response.seconds < MAX_503_SECONDS
+    )
+
+
+def status_class(status: int) -> str:
+    """ "2xx", "4xx", ... or "no_answer" for a request that got no HTTP response."""
+    return f"{status // 100}xx" if status else "no_answer"
+
+
+def response_checks(
+    responses: list[Response], windows: list[Window]
+) -> tuple[dict[str, Any], list[Check]]:
+    """Requests by status class, non-2xx by cause; the checks on them."""
+    by_class = Counter(status_class(response.status) for response in responses)
+    by_kind = Counter(response.kind for response in responses)
+    failures: Counter[tuple[str, int, str, str]] = Counter()
+    slowest: dict[tuple[str, int, str, str], float] = {}
+    unexpected = 0
+    for response in responses:
+        if 200 <= response.status < 300:
+            continue
+        blamed = cause(response, windows)
+        key = (blamed, response.status, response.code, response.kind)
+        failures[key] += 1
+        slowest[key] = max(slowest.get(key, 0.0), response.seconds)
+        unexpected += not allowed(response, blamed)
+    non_2xx = [
+        {
+            "cause": key[0],
+            "status": key[1],
+            "code": key[2],
+            "kind": key[3],
+            "count": count,
+            "max_seconds": round(slowest[key], 3),
+        }
+        for key, count in sorted(failures.items())
+    ]
+    seconds_503 = [response.seconds for response in responses if response.status == 503]
+    max_503 = round(max(seconds_503, default=0.0), 3)
+    summary = {
+        "sent": len(responses),
+        "by_class": dict(sorted(by_class.items())),
+        "by_kind": dict(sorted(by_kind.items())),
+        "non_2xx": non_2xx,
+        "max_503_seconds": max_503,
+    }
+    checks = [
+        Check(
+            "responses",
+            unexpected == 0,
+            f"{unexpected} non-2xx answers outside the rule (only 503 while the primary is "
+            f"down, each under {MAX_503_SECONDS:.0f} s)",
+        ),
+        Check("max_503_latency", max_503 < MAX_503_SECONDS, f"slowest 503: {max_503} s"),
+    ]
+    return summary, checks
+
+
+def backlog() -> dict[str, int]:
+    """What is still owed: unpublished events, handler runs, webhook deliveries."""
+    from events.models import HandledEvent, OutboxEvent, WebhookDelivery
+    from events.registry import handler_names
+
+    by_topic = Counter(OutboxEvent.objects.values_list("topic", flat=True))
+    owed = sum(count * len(handler_names(topic)) for topic, count in by_topic.items())
+    return {
+        "outbox_unpublished": OutboxEvent.objects.filter(published_at__isnull=True).count(),
+        "handler_runs_missing": owed - HandledEvent.objects.count(),
+        "webhooks_undelivered": WebhookDelivery.objects.exclude(
+            status=WebhookDelivery.Status.DELIVERED
+        ).count(),
+    }
+
+
+def wait_drained(*, bound: float, queued: Any) -> dict[str, Any]:
+    """Poll until nothing is owed (and the broker is empty), at most `bound` seconds.
+
+    Returns the seconds it took the outbox backlog, then everything, to reach zero
+    (None if it did not within the bound) and what was left.
+    """
+    started = time.monotonic()
+    outbox_zero: float | None = None
+    settled: float | None = None
+    at_start = left = backlog()
+    while time.monotonic() - started < bound:
+        left = backlog()
+        elapsed = round(time.monotonic() - started, 2)
+        if outbox_zero is None and left["outbox_unpublished"] == 0:
+            outbox_zero = elapsed
+        if not any(left.values()) and queued() == 0:
+            settled = elapsed
+            break
+        time.sleep(0.5)
+    return {
+        "bound_s": bound,
+        "outbox_zero_s": outbox_zero,
+        "settled_s": settled,
+        "at_stop": at_start,
+        "left": left,
+    }
+
+
+def welcome_emails(directory: Path) -> Counter[str]:
+    """Welcome emails written by the file backend, per recipient."""
+    found: Counter[str] = Counter()
+    for path in directory.glob("*.log"):
+        for chunk in path.read_text().split("-" * 79):
+            if chunk.strip():
+                message = email.message_from_string(chunk.strip())
+                if message["Subject"] == "Welcome":
+                    found[str(message["To"])] += 1
+    return found
+
+
+def _sample(items: list[Any]) -> str:
+    return f"{len(items)}" + (f" (e.g. {items[:3]})" if items else "")
+
+
+def data_checks(
+    *,
+    responses: list[Response],
+    emails: Counter[str],
+    webhooks: Counter[str],
+    bad_signatures: int,
+    drain: dict[str, Any],
+) -> tuple[dict[str, Any], list[Check]]:
+    """The database against the responses, the email files and the receiver."""
+    from events.models import HandledEvent, OutboxEvent, WebhookDelivery
+    from events.registry import USER_CREATED, handler_names
+    from users.models import User
+
+    signed_up = {r.email for r in responses if r.kind == "signup" and r.status == 201}
+    users = dict(User.objects.values_list("email", "pk"))
+    missing_users = sorted(signed_up - set(users))
+
+    events = list(OutboxEvent.objects.values_list("pk", "topic", "aggregate_id", "payload"))
+    created = Counter(aggregate for _, topic, aggregate, _ in events if topic == USER_CREATED)
+    user_ids = {str(pk) for pk in users.values()}
+    wrong_created = sorted({pk for pk in user_ids if created[pk] != 1} | (set(created) - user_ids))
+
+    handled = Counter(HandledEvent.objects.values_list("event_id", "handler"))
+    owed = {(pk, name) for pk, topic, _, _ in events for name in handler_names(topic)}
+    not_handled = sorted(str(key) for key in owed - set(handled))
+    not_once = sorted(str(key) for key, count in handled.items() if count != 1 or key not in owed)
+
+    welcome_to = Counter(
+        str(payload["email"]) for _, topic, _, payload in events if topic == USER_CREATED
+    )
+    wrong_emails = sorted(
+        address for address in set(welcome_to) | set(emails) if emails[address] != 1
+    )
+
+    event_ids = {str(pk) for pk, _, _, _ in events}
+    wrong_webhooks = sorted(
+        event_id for event_id in event_ids | set(webhooks) if webhooks[event_id] != 1
+    )
+    undelivered = WebhookDelivery.objects.exclude(status=WebhookDelivery.Status.DELIVERED).count()
+
+    summary = {
+        "signups_201": len(signed_up),
+        "users": len(users),
+        "events": len(events),
+        "events_by_topic": dict(sorted(Counter(topic for _, topic, _, _ in events).items())),
+        "handler_runs": sum(handled.values()),
+        "welcome_emails": sum(emails.values()),
+        "webhooks_received": sum(webhooks.values()),
+        "webhook_duplicates": sum(count - 1 for count in webhooks.values() if count > 1),
+        "drain": drain,
+    }
+    checks = [
+        Check(
+            "signups_persisted",
+            not missing_users,
+            f"201s missing from the database: {_sample(missing_users)}",
+        ),
+        Check(
+            "one_created_event_per_user",
+            not wrong_created,
+            f"users without exactly one user.created event: {_sample(wrong_created)}",
+        ),
+        Check(
+            "handled_once_per_handler",
+            not not_handled and not not_once,
+            f"(event, handler) never handled: {_sample(not_handled)}; "
+            f"handled other than once: {_sample(not_once)}",
+        ),
+        Check(
+            "welcome_email_once",
+            not wrong_emails,
+            f"addresses without exactly one welcome email: {_sample(wrong_emails)}",
+        ),
+        Check(
+            "webhook_received_once",
+            not wrong_webhooks and not undelivered,
+            f"events not received exactly once: {_sample(wrong_webhooks)}; "
+            f"deliveries not delivered: {undelivered}",
+        ),
+        Check("webhook_signatures", bad_signatures == 0, f"bad signatures: {bad_signatures}"),
+        Check(
+            "backlog_drained",
+            drain["settled_s"] is not None,
+            f"outbox backlog zero after {drain['outbox_zero_s']} s, everything handled after "
+            f"{drain['settled_s']} s (bound {drain['bound_s']:.0f} s); left: {drain['left']}",
+        ),
+    ]
+    return summary, checks

@@ -1,0 +1,1 @@
+"""PostgreSQL backend: django-prometheus's, failing fast while the server is unreachable."""

@@ -1,0 +1,77 @@
+"""django-prometheus's PostgreSQL backend (query metrics by alias) that fails fast when down.
+
+With the server down, the psycopg pool makes every request wait the whole pool timeout
+for a connection it cannot open, and the requests queue behind each other in the web
+workers. Once the server is back, the pool may still be sleeping out its reconnection
+backoff (seconds, doubling with each failure), so requests keep failing after recovery.
+Both found by `make chaos` (docs/reliability.md). Here, once a borrow has timed out for
+want of a connection, the alias counts as unreachable in this process: each later
+connection first asks the server itself (a direct connection, at most once every
+PROBE_INTERVAL_SECONDS, failing at once in between); while it does not answer the
+request fails at once, and when it answers, a fresh pool replaces the one in backoff.
+"""
+
+import threading
+import time
+from typing import Any
+
+import psycopg
+from django_prometheus.db.backends.postgresql.base import (
+    DatabaseWrapper as PrometheusDatabaseWrapper,
+)
+from psycopg_pool import PoolTimeout
+
+from core.postgres import probe_conninfo
+
+PROBE_INTERVAL_SECONDS = 1.0
+# libpq's smallest connect timeout; a refused connection fails at once anyway.
+PROBE_CONNECT_TIMEOUT = 2
+
+_lock = threading.Lock()
+# Alias -> monotonic time before which it is not probed again.
+_unreachable_until: dict[str, float] = {}
+
+
+class DatabaseWrapper(PrometheusDatabaseWrapper):
+    """The backend of every PostgreSQL alias (config/settings.py)."""
+
+    def get_new_connection(self, conn_params: dict[str, Any]) -> Any:
+        """Borrow from the pool, unless the server was found unreachable and still is."""
+        if self.pool is None:
+            return super().get_new_connection(conn_params)
+        with _lock:
+            until = _unreachable_until.get(self.alias)
+        if until is not None:
+            if time.monotonic() < until:
+                raise psycopg.OperationalError(f"{self.alias} is unreachable")
+            if not self._server_answers():
+                # The next probe one interval from now, however often this is asked.
+                self._mark_unreachable()
+                raise psycopg.OperationalError(f"{self.alias} is unreachable")
+            # Back: the old pool may be waiting out its reconnection backoff.
+            self.close_pool()
+            with _lock:
+                _unreachable_until.pop(self.alias, None)
+        try:
+            return super().get_new_connection(conn_params)
+        except PoolTimeout:
+            # A full pool timed out because every connection is in use: that is load, not
+            # an outage. Below its size, the pool could not connect.
+            if self.pool.get_stats().get("pool_size", 0) < self.pool.max_size:
+                self._mark_unreachable()
+            raise
+
+    def _mark_unreachable(self) -> None:
+        with _lock:
+            _unreachable_until[self.alias] = time.monotonic() + PROBE_INTERVAL_SECONDS
+
+    def _server_answers(self) -> bool:
+        conninfo = probe_conninfo(
+            self.settings_dict, connect_timeout=PROBE_CONNECT_TIMEOUT, statement_timeout=1
+        )
+        try:
+            with psycopg.connect(conninfo, autocommit=True) as connection:
+                connection.execute("SELECT 1")
+        except psycopg.Error:
+            return False
+        return True
