@@ -45,7 +45,9 @@ def event_publish(*, topic: str, aggregate_id: object, payload: dict[str, Any]) 
         payload=payload,
         request_id=current_request_id(),
     )
-    event.full_clean()
+    # Not the primary key's uniqueness (a query): it is a fresh UUID, and the insert
+    # would fail on a clash anyway.
+    event.full_clean(validate_unique=False)
     event.save(force_insert=True)
     transaction.on_commit(partial(event_relay, event_id=event.pk))
     return event

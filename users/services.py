@@ -91,7 +91,9 @@ def user_update(*, user: User, data: dict[str, Any]) -> User:
     was_active = user.is_active
     for field in changed:
         setattr(user, field, data[field])
-    user.full_clean()
+    # Only what changed: the other fields were valid when saved, and each unique or check
+    # constraint validated is a query (the email's two, on every display-name change).
+    user.full_clean(exclude=[f.name for f in User._meta.concrete_fields if f.name not in changed])
     try:
         with transaction.atomic():
             user.save(update_fields=[*changed, "updated_at"])
