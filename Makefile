@@ -103,7 +103,7 @@ smoke: ## Smoke-test a running instance: make smoke BASE_URL=https://users.examp
 	bash scripts/smoke.sh "$(BASE_URL)"
 
 # --- Events (issue #5): Celery worker and beat against `make services-up` ------------
-WORKER_QUEUES ?= events,webhooks
+WORKER_QUEUES ?= events,webhooks,housekeeping
 WORKER_CONCURRENCY ?= 2
 WORKER_ENV := set -a && . ./.services.env && set +a && \
 	export $(SERVE_ENV) DJANGO_SECRET_KEY=$${DJANGO_SECRET_KEY:-$$($(BIN)/python -c 'import secrets; print(secrets.token_urlsafe(50))')}

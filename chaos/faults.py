@@ -123,7 +123,7 @@ class BrokerRedis:
         """Messages waiting or being worked on (acks are late) in the broker."""
         client = redis.Redis.from_url(self.url, socket_timeout=2)
         try:
-            waiting = int(client.llen("events")) + int(client.llen("webhooks"))
+            waiting = sum(int(client.llen(q)) for q in ("events", "webhooks", "housekeeping"))
             return waiting + int(client.hlen("unacked"))
         finally:
             client.close()
@@ -158,7 +158,7 @@ class Celery:
         self.worker_starts += 1
         offset = self.worker_log.stat().st_size if self.worker_log.exists() else 0
         hostname = f"chaos{self.worker_starts}@%h"
-        queues = ["--queues", "events,webhooks", "--concurrency", "2"]
+        queues = ["--queues", "events,webhooks,housekeeping", "--concurrency", "2"]
         options = ["--without-gossip", "--without-mingle", "--hostname", hostname]
         self.worker = self._spawn(["worker", *queues, *options], self.worker_log)
 

@@ -205,9 +205,12 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_DEFAULT_QUEUE = "events"
 CELERY_TASK_ROUTES = {
     "events.tasks.deliver_webhook": {"queue": "webhooks"},
+    # Beat's periodic jobs have their own queue, which workers read in turn with the
+    # others: a backlog of handler tasks (after a broker outage, say) must not hold up the
+    # outbox sweep that clears it.
+    "events.tasks.sweep_outbox": {"queue": "housekeeping"},
+    "users.tasks.*": {"queue": "housekeeping"},
     "events.tasks.*": {"queue": "events"},
-    # Housekeeping is light and rare: it shares the queue every worker consumes.
-    "users.tasks.*": {"queue": "events"},
 }
 CELERY_BROKER_CONNECTION_TIMEOUT = env.float("CELERY_BROKER_CONNECTION_TIMEOUT", default=2.0)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True

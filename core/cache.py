@@ -15,18 +15,19 @@ Three parts, used by the apps' own cache modules (e.g. users/cache.py):
     along with its own keys), for as long as their Redis twins live; while Redis cannot
     be asked, for USER_LOCAL_CACHE_TTL seconds;
   - a Redis layer whose entries carry the version (e.g. `updated_at`) of the row they
-    were made from. Invalidation (after commit) stores the committed version as a stamp
-    and deletes the entry in one script; a fill is refused if its row is older than the
-    stamp or than the entry already there. So a reader that loaded the old row (racing
-    the write, or from a lagging replica) can never put it back, whatever the routing;
-    it loads again with `latest=True` (the primary) and serves that instead.
+    were made from. A write (after commit) stores the committed version as a stamp and
+    the committed row as the entry in one script (`replace`); a durable invalidation
+    (`invalidate_shared`) stamps and drops any older entry. A fill is refused if its row
+    is older than the stamp or than the entry already there. So a reader that loaded the
+    old row (racing the write, or from a lagging replica) can never put it back, whatever
+    the routing; it loads again with `latest=True` (the primary) and serves that instead.
   - single flight: concurrent misses for one key in a process wait for one load, and a
     short Redis lock makes other processes wait for that fill instead of loading too;
   - negative entries for ids that do not exist, short-lived; creating the row stamps a
     version, which a negative entry (version 0) never passes.
 
 Staleness bounds: while Redis answers, no process serves a version older than the last
-invalidated one. While Redis is unreachable, a process sees its own writes at once, and
+committed write's. While Redis is unreachable, a process sees its own writes at once, and
 another process's writes after at most USER_LOCAL_CACHE_TTL seconds (nothing can tell it
 sooner); invalidations that could not reach Redis are kept and replayed, before Redis is
 read again, once it answers.
@@ -344,15 +345,37 @@ redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
 return 1
 """
 
-# KEYS: entry, stamp. ARGV: committed version, stamp ttl ms. The stamp only moves forward.
+# KEYS: entry, stamp. ARGV: committed version, stamp ttl ms. The stamp only moves forward;
+# an entry older than the committed version goes (one as new or newer is already right).
 _INVALIDATE = """
 local stamp = tonumber(redis.call('GET', KEYS[2]) or '-1')
-if tonumber(ARGV[1]) > stamp then
+local version = tonumber(ARGV[1])
+if version > stamp then
   redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
 else
   redis.call('PEXPIRE', KEYS[2], ARGV[2])
 end
-redis.call('DEL', KEYS[1])
+local current = redis.call('GET', KEYS[1])
+if current and tonumber(cjson.decode(current)['v']) < version then
+  redis.call('DEL', KEYS[1])
+end
+return 1
+"""
+
+# KEYS: entry, stamp. ARGV: committed version, payload, entry ttl ms, stamp ttl ms. As
+# _INVALIDATE, then the committed row becomes the entry, unless a newer write is known.
+_REPLACE = """
+local stamp = tonumber(redis.call('GET', KEYS[2]) or '-1')
+local version = tonumber(ARGV[1])
+if version > stamp then
+  redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[4])
+else
+  redis.call('PEXPIRE', KEYS[2], ARGV[4])
+end
+if version < stamp then return 0 end
+local current = redis.call('GET', KEYS[1])
+if current and tonumber(cjson.decode(current)['v']) > version then return 0 end
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
 return 1
 """
 
@@ -668,38 +691,55 @@ class VersionedCache:
 
     # -- invalidation
 
-    def invalidate_on_commit(self, key: str, *, version: int) -> None:
-        """After the current transaction commits (at once outside one), drop `key` everywhere
-        and refuse any later fill older than `version` (the committed row's version)."""
-        transaction.on_commit(lambda: self.invalidate(key, version=version), robust=True)
+    def replace_on_commit(self, key: str, *, version: int, data: Any) -> None:
+        """After the current transaction commits (at once outside one), make `data` (the
+        committed row at `version`) the cached value everywhere and refuse any later fill
+        older than `version`: the next read finds the new value instead of loading it."""
+        transaction.on_commit(lambda: self.replace(key, version=version, data=data), robust=True)
 
-    def invalidate(self, key: str, *, version: int) -> None:
-        """Drop `key` here and in Redis; stamp `version` so older rows are never refilled."""
+    def replace(self, key: str, *, version: int, data: Any) -> None:
+        """Cache `data` at `version` here and in Redis; refuse older rows from now on."""
         memo: dict[tuple[str, str], Any] | None = getattr(_request_memo, "entries", None)
         if memo is not None:
             memo.pop((self.name, key), None)
         with self._lock:
-            self._local.pop(key, None)
             if version > self._local_stamps.get(key, -1):
                 self._local_stamps[key] = version
-        self._send_invalidation(key, version)
+        self._local_put(key, Entry(version, data, time.monotonic()))
+        client = shared_redis()
+        if client is None:
+            return
+        payload = json.dumps({"v": version, "d": data}, separators=(",", ":"))
+        try:
+            redis_guard.call(
+                client.register_script(_REPLACE),
+                keys=[self._entry_key(key), self._stamp_key(key)],
+                args=[version, payload, self._ttl_ms(data), self._stamp_ttl_ms()],
+            )
+        except RedisUnavailable:
+            self._defer_invalidation(key, version)
+
+    def _ttl_ms(self, data: Any) -> int:
+        return max(1, int((self._ttl() if data is not None else self._negative_ttl()) * 1000))
+
+    def _stamp_ttl_ms(self) -> int:
+        return max(1, int(max(self._ttl(), self._negative_ttl()) * 1000))
 
     def invalidate_shared(self, key: str, *, version: int) -> None:
         """Drop `key` and stamp `version` in Redis now; raise RedisUnavailable if it is down.
 
         For a durable caller (an event handler) that retries until Redis takes it, rather
-        than the deferral in process memory that `invalidate` falls back to.
+        than the deferral in process memory that `replace` falls back to.
         """
         client = shared_redis()
         if client is not None:
             self._invalidate_in_redis(client, key, version)
 
     def _invalidate_in_redis(self, client: redis.Redis, key: str, version: int) -> None:
-        stamp_ttl_ms = max(1, int(max(self._ttl(), self._negative_ttl()) * 1000))
         redis_guard.call(
             client.register_script(_INVALIDATE),
             keys=[self._entry_key(key), self._stamp_key(key)],
-            args=[version, stamp_ttl_ms],
+            args=[version, self._stamp_ttl_ms()],
         )
 
     def _send_invalidation(self, key: str, version: int) -> None:
@@ -709,9 +749,12 @@ class VersionedCache:
         try:
             self._invalidate_in_redis(client, key, version)
         except RedisUnavailable:
-            logger.warning("cache %s: invalidation of %s deferred (Redis down)", self.name, key)
-            with self._lock:
-                self._pending[key] = max(version, self._pending.get(key, -1))
+            self._defer_invalidation(key, version)
+
+    def _defer_invalidation(self, key: str, version: int) -> None:
+        logger.warning("cache %s: invalidation of %s deferred (Redis down)", self.name, key)
+        with self._lock:
+            self._pending[key] = max(version, self._pending.get(key, -1))
 
     def _replay_pending(self) -> None:
         # While the breaker is open each attempt fails at once, without any I/O; one that

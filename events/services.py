@@ -45,41 +45,39 @@ def event_publish(*, topic: str, aggregate_id: object, payload: dict[str, Any]) 
         payload=payload,
         request_id=current_request_id(),
     )
-    event.full_clean()
+    # Not the primary key's uniqueness (a query): it is a fresh UUID, and the insert
+    # would fail on a clash anyway.
+    event.full_clean(validate_unique=False)
     event.save(force_insert=True)
-    transaction.on_commit(partial(event_relay, event_id=event.pk))
+    transaction.on_commit(partial(event_relay, event=event))
     return event
 
 
-def event_relay(*, event_id: UUID) -> bool:
+def event_relay(*, event: OutboxEvent) -> bool:
     """The fast path, run after commit: hand one event to the broker now.
 
-    Never raises: the change is committed and the event is safe in the outbox, so a broker
-    (or any other) failure here is logged, recorded on the row and left to the sweeper.
-    Returns whether this call published the event.
+    No row lock and no transaction: one UPDATE after the hand-over. The sweeper leaves
+    events younger than EVENTS_SWEEP_AFTER_SECONDS to this path, so the two meet only if
+    this one is that late, and a second hand-over is absorbed by the handlers' idempotency
+    (`event_handle`). Never raises: the change is committed and the event is safe in the
+    outbox, so a broker (or any other) failure here is logged, recorded on the row and
+    left to the sweeper. Returns whether this call published the event.
     """
     try:
-        with transaction.atomic():
-            event = (
-                OutboxEvent.objects.select_for_update(skip_locked=True)
-                .filter(pk=event_id, published_at__isnull=True)
-                .first()
-            )
-            if event is None:
-                # Published already, or the sweeper holds it right now.
-                return False
-            _enqueue_handlers(event)
-            _mark_published(event)
+        _enqueue_handlers(event)
+        OutboxEvent.objects.filter(pk=event.pk, published_at__isnull=True).update(
+            published_at=timezone.now(), attempts=F("attempts") + 1, last_error=""
+        )
         return True
     except Exception as exc:
-        logger.warning("outbox relay failed for event %s; the sweeper will retry", event_id)
+        logger.warning("outbox relay failed for event %s; the sweeper will retry", event.pk)
         metrics.RELAY_FAILED.inc()
         try:
-            OutboxEvent.objects.filter(pk=event_id).update(
+            OutboxEvent.objects.filter(pk=event.pk).update(
                 attempts=F("attempts") + 1, last_error=_describe(exc)
             )
         except Exception:
-            logger.exception("could not record the relay failure of event %s", event_id)
+            logger.exception("could not record the relay failure of event %s", event.pk)
         return False
 
 

@@ -86,9 +86,10 @@ def user_cache_prime(user: User) -> bool:
     return user_cache.prime(str(user.pk), user_version(user), _entry(user))
 
 
-def user_cache_invalidate_on_commit(user: User) -> None:
-    """After commit, drop the cached user everywhere and refuse any older row later."""
-    user_cache.invalidate_on_commit(str(user.pk), version=user_version(user))
+def user_cache_refresh_on_commit(user: User) -> None:
+    """After commit, make this (committed) row the cached user everywhere and refuse any
+    older row later: the next read needs no query."""
+    user_cache.replace_on_commit(str(user.pk), version=user_version(user), data=_entry(user))
 
 
 def user_cache_invalidate_from_event(*, user_id: str, updated_at: str) -> None:

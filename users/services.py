@@ -21,7 +21,7 @@ from events import registry as topics
 from events.services import event_publish
 from users.cache import (
     auth_tokens_forget_on_commit,
-    user_cache_invalidate_on_commit,
+    user_cache_refresh_on_commit,
 )
 from users.models import User, normalize_email
 
@@ -67,7 +67,7 @@ def user_create(
             user.save(force_insert=True)
             event_publish(topic=topics.USER_CREATED, aggregate_id=user.pk, payload=_payload(user))
             # Cache: clears a cached "absent" for this id once committed.
-            user_cache_invalidate_on_commit(user)
+            user_cache_refresh_on_commit(user)
     except IntegrityError as exc:
         # Two sign-ups raced past full_clean's uniqueness check; the index decided.
         raise _email_taken() from exc
@@ -91,11 +91,13 @@ def user_update(*, user: User, data: dict[str, Any]) -> User:
     was_active = user.is_active
     for field in changed:
         setattr(user, field, data[field])
-    user.full_clean()
+    # Only what changed: the other fields were valid when saved, and each unique or check
+    # constraint validated is a query (the email's two, on every display-name change).
+    user.full_clean(exclude=[f.name for f in User._meta.concrete_fields if f.name not in changed])
     try:
         with transaction.atomic():
             user.save(update_fields=[*changed, "updated_at"])
-            user_cache_invalidate_on_commit(user)
+            user_cache_refresh_on_commit(user)
             deactivated = was_active and not user.is_active
             if deactivated:
                 _revoke_tokens(user=user)
@@ -142,7 +144,7 @@ def user_set_password(
         user.set_password(password)
     with transaction.atomic():
         user.save(update_fields=["password", "updated_at"])
-        user_cache_invalidate_on_commit(user)
+        user_cache_refresh_on_commit(user)
         _revoke_tokens(user=user, keep=keep_token)
         event_publish(
             topic=topics.USER_UPDATED,

@@ -110,11 +110,11 @@ class TestVersionedCacheWithoutRedis:
         assert local_only.get("a", load(1, "unused")) == "v1"
         assert loads == ["v1"]
 
-        local_only.invalidate("a", version=2)
+        local_only.replace("a", version=2, data="v2")
         # A reader that had loaded version 1 before the write cannot keep it.
         assert local_only.prime("a", 1, "v1") is False
-        assert local_only.get("a", load(2, "v2")) == "v2"
-        assert loads == ["v1", "v2"]
+        assert local_only.get("a", load(2, "unused")) == "v2"
+        assert loads == ["v1"]
 
     def test_local_copies_live_at_most_the_local_ttl(self, settings: Any) -> None:
         # Without Redis nothing can tell this process about another's write: the local
@@ -380,5 +380,27 @@ def test_local_copies_checked_against_redis_outlive_the_local_ttl(
     hits = metric("userservice_cache_hits_total", cache=versioned.name, layer="local")
     assert versioned.get("a", lambda latest: (1, "not loaded")) == "v1"
     assert metric("userservice_cache_hits_total", cache=versioned.name, layer="local") == hits + 1
-    versioned.invalidate("a", version=2)
+    # Another process's write, as Redis knows it: this process's copy is now refused.
+    versioned.invalidate_shared("a", version=2)
     assert versioned.get("a", lambda latest: (2, "v2")) == "v2"
+
+
+def test_replace_keeps_the_newest_committed_value(services: dict[str, str]) -> None:
+    versioned = VersionedCache(
+        f"test-{uuid.uuid4().hex}",
+        ttl=lambda: 60.0,
+        negative_ttl=lambda: 60.0,
+        local_ttl=lambda: 60.0,
+        local_max_entries=lambda: 10,
+    )
+    # Two writers' after-commit replacements arriving out of order.
+    versioned.replace("a", version=3, data="v3")
+    versioned.replace("a", version=2, data="v2")
+    # A late durable invalidation of an older version leaves the newer entry alone.
+    versioned.invalidate_shared("a", version=2)
+    versioned.clear_local()  # as another process: Redis alone answers
+    assert versioned.get("a", lambda latest: (1, "not loaded")) == "v3"
+    # One of a newer version drops it.
+    versioned.invalidate_shared("a", version=4)
+    versioned.clear_local()
+    assert versioned.get("a", lambda latest: (4, "v4")) == "v4"

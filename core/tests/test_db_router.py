@@ -18,6 +18,7 @@ from rest_framework.test import APIClient
 
 from conftest import wait_for_replicas
 from core import db_router
+from core.cache import shared_redis
 from core.postgres import probe_conninfo
 from core.tests import replica_control as replica
 from users.cache import user_cache
@@ -344,6 +345,10 @@ def test_the_cache_never_keeps_a_row_older_than_the_last_write(routed) -> None:
     if replica.REPLICA not in db_router.monitor.readable():
         pytest.fail("the replica must still be admitted for this test to mean anything")
     user_cache.clear_local()
+    # The write left its row in Redis; as if Redis had evicted it, only the stamp stays.
+    client = shared_redis()
+    assert client is not None
+    client.delete(f"vc:user:e:{user.pk}")
     refused = (
         REGISTRY.get_sample_value("userservice_cache_fills_refused_total", {"cache": "user"}) or 0.0
     )

@@ -39,6 +39,20 @@ def test_deploy_check_is_clean_with_production_settings() -> None:
     assert "no issues" in result.stdout
 
 
+def test_deploy_check_refuses_the_test_password_hasher() -> None:
+    result = run_manage(
+        "check",
+        "--deploy",
+        "--fail-level",
+        "WARNING",
+        DJANGO_SECRET_KEY="a-production-like-secret-key-" + "x" * 40,
+        DJANGO_ALLOWED_HOSTS="users.example.com",
+        DJANGO_FAST_PASSWORD_HASHER="true",
+    )
+    assert result.returncode != 0
+    assert "core.W001" in result.stdout + result.stderr
+
+
 def test_refuses_to_start_without_a_secret_key_when_not_debug() -> None:
     result = run_manage("check")
     assert result.returncode != 0

@@ -98,7 +98,7 @@ class Worker:
                 "--schedule",
                 str(self.workdir / f"beat-schedule-{self.starts}"),
                 "--queues",
-                "events,webhooks",
+                "events,webhooks,housekeeping",
                 "--concurrency",
                 "2",
                 "--loglevel",
@@ -250,7 +250,7 @@ def sent_emails(env: dict[str, str], recipient: str) -> list[email.message.Messa
 def broker_drained(broker_url: str) -> bool:
     """No message waits in the queues and none is being worked on (acks are late)."""
     client = redis.Redis.from_url(broker_url)
-    queued = client.llen("events") + client.llen("webhooks")
+    queued = sum(client.llen(queue) for queue in ("events", "webhooks", "housekeeping"))
     return queued == 0 and client.hlen("unacked") == 0
 
 

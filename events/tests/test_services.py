@@ -1,6 +1,7 @@
 """events.services: publishing inside the change's transaction, relay, sweep, handling once."""
 
 import threading
+import uuid
 from datetime import timedelta
 from typing import Any
 
@@ -21,6 +22,7 @@ from events.registry import (
     USER_UPDATED,
     WEBHOOKS,
     WELCOME_EMAIL,
+    handler_names,
 )
 from events.tasks import handle_event
 from users import services as user_services
@@ -110,7 +112,7 @@ class TestRelay:
         assert event.published_at is None
         assert event.attempts == 1
         assert event.last_error.startswith("OperationalError: Error 111")
-        assert outbox.event_relay(event_id=event.pk) is False
+        assert outbox.event_relay(event=event) is False
         event.refresh_from_db()
         assert event.attempts == 2
 
@@ -133,12 +135,18 @@ class TestRelay:
         handlers = set(HandledEvent.objects.values_list("handler", flat=True))
         assert handlers == {WEBHOOKS, CACHE_INVALIDATION}
 
-    def test_an_already_published_event_is_not_relayed_again(self, eager_celery: None) -> None:
-        event = OutboxEvent.objects.create(
-            topic=USER_CREATED, aggregate_id="a", payload={}, published_at=timezone.now()
-        )
-        assert outbox.event_relay(event_id=event.pk) is False
-        assert not HandledEvent.objects.exists()
+    def test_a_late_second_hand_over_is_handled_once(self, eager_celery: None) -> None:
+        # The relay and the sweeper may both publish an event the relay was slow with.
+        payload = {"id": str(uuid.uuid4()), "updated_at": timezone.now().isoformat()}
+        event = OutboxEvent.objects.create(topic=USER_UPDATED, aggregate_id="a", payload=payload)
+        assert outbox.event_relay(event=event) is True
+        published_at = OutboxEvent.objects.get(pk=event.pk).published_at
+        assert published_at is not None
+        assert outbox.event_relay(event=event) is True
+        handled = list(HandledEvent.objects.values_list("handler", flat=True))
+        assert sorted(handled) == sorted(handler_names(USER_UPDATED))
+        # The first hand-over's record stands.
+        assert OutboxEvent.objects.get(pk=event.pk).published_at == published_at
 
 
 class TestSweep:

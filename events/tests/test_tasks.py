@@ -17,6 +17,7 @@ import pytest
 from django.db import connection
 from rest_framework.test import APIClient
 
+from config.celery import app as celery_app
 from events import signing
 from events.models import HandledEvent, OutboxEvent, WebhookAttempt, WebhookDelivery
 from events.registry import USER_CREATED, WEBHOOKS, WELCOME_EMAIL
@@ -370,3 +371,17 @@ def test_concurrent_sign_ups_make_exactly_one_event_and_one_email_each(
     assert HandledEvent.objects.filter(handler=WELCOME_EMAIL).count() == len(emails)
     assert [len(sent_emails(worker.env, address)) for address in emails] == [1] * len(emails)
     assert not OutboxEvent.objects.filter(published_at__isnull=True).exists()
+
+
+@pytest.mark.parametrize(
+    ("task", "queue"),
+    [
+        ("events.tasks.handle_event", "events"),
+        ("events.tasks.deliver_webhook", "webhooks"),
+        ("events.tasks.sweep_outbox", "housekeeping"),
+        ("users.tasks.delete_expired_auth_tokens", "housekeeping"),
+    ],
+)
+def test_each_task_has_its_queue(task: str, queue: str) -> None:
+    # Beat's jobs must not wait behind a backlog of handler tasks (docs/reliability.md).
+    assert celery_app.amqp.router.route({}, task)["queue"].name == queue

@@ -88,6 +88,20 @@ class TestUserUpdate:
         assert user.display_name == "New"
         assert user.updated_at > before
 
+    def test_a_name_change_validates_without_queries(self, django_assert_num_queries) -> None:
+        user = UserFactory.create(display_name="Old")
+        # SAVEPOINT, UPDATE, INSERT of the event, RELEASE: the unchanged email's unique
+        # and lower-case checks are not run again, nor the new event id's uniqueness.
+        with django_assert_num_queries(4):
+            services.user_update(user=user, data={"display_name": "New"})
+
+    def test_an_email_change_is_validated(self) -> None:
+        UserFactory.create(email="taken@example.com")
+        user = UserFactory.create()
+        with pytest.raises(ValidationError) as error:
+            services.user_update(user=user, data={"email": "Taken@Example.com"})
+        assert "email" in error.value.message_dict
+
     def test_no_change_writes_nothing(self, django_assert_num_queries) -> None:
         user = UserFactory.create(display_name="Same")
         with django_assert_num_queries(0):
