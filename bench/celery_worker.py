@@ -1,5 +1,5 @@
-"""The Celery worker (queues events and webhooks) and beat, as `make worker` / `make beat`
-start them, each in its own session and stopped with it when the block ends."""
+"""The Celery worker (every queue) and beat, as `make worker` / `make beat` start them,
+each in its own session and stopped with it when the block ends."""
 
 import contextlib
 import os
@@ -39,7 +39,7 @@ def worker_and_beat(env: dict[str, str], work: Path, logfile: IO[str]) -> Iterat
     metrics = work / "worker-metrics"
     metrics.mkdir(exist_ok=True)
     celery = str(BIN / "celery")
-    queues = os.environ.get("WORKER_QUEUES", "events,webhooks")
+    queues = os.environ.get("WORKER_QUEUES", "events,webhooks,housekeeping")
     concurrency = os.environ.get("WORKER_CONCURRENCY", "2")
     worker = [celery, "-A", "config", "worker", "-Q", queues, "-c", concurrency]
     beat = [celery, "-A", "config", "beat", "-s", str(work / "celerybeat-schedule")]

@@ -7,7 +7,7 @@ BENCH_USERS users (bench/seed.py), and runs, all on loopback:
 * the ceilings, on the same gunicorn settings: bench/ceiling.py (a bare WSGI app
   returning the bytes of a real `GET /users/{id}/` response) and bench/ceiling_select.py
   (a bare WSGI app doing one pooled primary-key SELECT on the replica);
-* a Celery worker (queues events, webhooks) and beat, as `make worker` / `make beat`;
+* a Celery worker (every queue) and beat, as `make worker` / `make beat`;
 * a webhook receiver (bench/receiver.py), subscribed to `user.updated`.
 
 Then BENCH_ROUNDS rounds (3); each round runs every selected scenario once, in the order
