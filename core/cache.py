@@ -345,9 +345,9 @@ redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
 return 1
 """
 
-# KEYS: entry, stamp. ARGV: committed version, stamp ttl ms. The stamp only moves forward;
-# an entry older than the committed version goes (one as new or newer is already right).
-_INVALIDATE = """
+# The start of _INVALIDATE and _REPLACE. KEYS[2]: the stamp. ARGV[1]: the committed
+# version, ARGV[2]: the stamp's ttl ms. The stamp only moves forward.
+_MOVE_STAMP = """
 local stamp = tonumber(redis.call('GET', KEYS[2]) or '-1')
 local version = tonumber(ARGV[1])
 if version > stamp then
@@ -355,29 +355,33 @@ if version > stamp then
 else
   redis.call('PEXPIRE', KEYS[2], ARGV[2])
 end
+"""
+
+# KEYS: entry, stamp. ARGV: committed version, stamp ttl ms. An entry older than the
+# committed version goes (one as new or newer is already right).
+_INVALIDATE = (
+    _MOVE_STAMP
+    + """
 local current = redis.call('GET', KEYS[1])
 if current and tonumber(cjson.decode(current)['v']) < version then
   redis.call('DEL', KEYS[1])
 end
 return 1
 """
+)
 
-# KEYS: entry, stamp. ARGV: committed version, payload, entry ttl ms, stamp ttl ms. As
-# _INVALIDATE, then the committed row becomes the entry, unless a newer write is known.
-_REPLACE = """
-local stamp = tonumber(redis.call('GET', KEYS[2]) or '-1')
-local version = tonumber(ARGV[1])
-if version > stamp then
-  redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[4])
-else
-  redis.call('PEXPIRE', KEYS[2], ARGV[4])
-end
+# KEYS: entry, stamp. ARGV: committed version, stamp ttl ms, payload, entry ttl ms. The
+# committed row becomes the entry, unless a newer write is known.
+_REPLACE = (
+    _MOVE_STAMP
+    + """
 if version < stamp then return 0 end
 local current = redis.call('GET', KEYS[1])
 if current and tonumber(cjson.decode(current)['v']) > version then return 0 end
-redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+redis.call('SET', KEYS[1], ARGV[3], 'PX', ARGV[4])
 return 1
 """
+)
 
 # `load(latest)` returns (version, data), or None if the row does not exist. With
 # `latest=True` it must read the newest committed row (the primary): it is called when
@@ -714,7 +718,7 @@ class VersionedCache:
             redis_guard.call(
                 client.register_script(_REPLACE),
                 keys=[self._entry_key(key), self._stamp_key(key)],
-                args=[version, payload, self._ttl_ms(data), self._stamp_ttl_ms()],
+                args=[version, self._stamp_ttl_ms(), payload, self._ttl_ms(data)],
             )
         except RedisUnavailable:
             self._defer_invalidation(key, version)

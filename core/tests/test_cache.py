@@ -36,6 +36,17 @@ def metric(name: str, **labels: str) -> float:
     return REGISTRY.get_sample_value(name, labels) or 0.0
 
 
+def versioned_cache(*, local_ttl: Callable[[], float] = lambda: 60.0) -> VersionedCache:
+    """A VersionedCache of its own (a fresh name), 60 s lifetimes, up to 10 local entries."""
+    return VersionedCache(
+        f"test-{uuid.uuid4().hex}",
+        ttl=lambda: 60.0,
+        negative_ttl=lambda: 60.0,
+        local_ttl=local_ttl,
+        local_max_entries=lambda: 10,
+    )
+
+
 def resilient_caches(url: str) -> dict[str, Any]:
     # A distinct URL gets its own connection pool (django-redis keys pools by URL), so
     # these short timeouts do not leak into other tests' pools.
@@ -121,13 +132,7 @@ class TestVersionedCacheWithoutRedis:
         # TTL is the bound on how long it may serve the old value.
         settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
         local_ttl = [60.0]
-        versioned = VersionedCache(
-            f"test-{uuid.uuid4().hex}",
-            ttl=lambda: 60.0,
-            negative_ttl=lambda: 60.0,
-            local_ttl=lambda: local_ttl[0],
-            local_max_entries=lambda: 10,
-        )
+        versioned = versioned_cache(local_ttl=lambda: local_ttl[0])
         assert versioned.get("a", lambda latest: (1, "old")) == "old"
         assert versioned.get("a", lambda latest: (2, "written elsewhere")) == "old"
         local_ttl[0] = 0.0  # the bound has passed
@@ -368,13 +373,7 @@ def test_local_copies_checked_against_redis_outlive_the_local_ttl(
     # copy older than USER_LOCAL_CACHE_TTL is still served; the TTL bounds only what is
     # served unchecked.
     local_ttl = [60.0]
-    versioned = VersionedCache(
-        f"test-{uuid.uuid4().hex}",
-        ttl=lambda: 60.0,
-        negative_ttl=lambda: 60.0,
-        local_ttl=lambda: local_ttl[0],
-        local_max_entries=lambda: 10,
-    )
+    versioned = versioned_cache(local_ttl=lambda: local_ttl[0])
     assert versioned.get("a", lambda latest: (1, "v1")) == "v1"
     local_ttl[0] = 1e-9  # every local copy is now older than the local TTL
     hits = metric("userservice_cache_hits_total", cache=versioned.name, layer="local")
@@ -386,13 +385,7 @@ def test_local_copies_checked_against_redis_outlive_the_local_ttl(
 
 
 def test_replace_keeps_the_newest_committed_value(services: dict[str, str]) -> None:
-    versioned = VersionedCache(
-        f"test-{uuid.uuid4().hex}",
-        ttl=lambda: 60.0,
-        negative_ttl=lambda: 60.0,
-        local_ttl=lambda: 60.0,
-        local_max_entries=lambda: 10,
-    )
+    versioned = versioned_cache()
     # Two writers' after-commit replacements arriving out of order.
     versioned.replace("a", version=3, data="v3")
     versioned.replace("a", version=2, data="v2")

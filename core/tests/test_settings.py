@@ -26,29 +26,27 @@ def run_manage(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_deploy_check_is_clean_with_production_settings() -> None:
-    result = run_manage(
+def deploy_check(**env: str) -> subprocess.CompletedProcess[str]:
+    """`check --deploy --fail-level WARNING` with production settings, plus `env`."""
+    return run_manage(
         "check",
         "--deploy",
         "--fail-level",
         "WARNING",
         DJANGO_SECRET_KEY="a-production-like-secret-key-" + "x" * 40,
         DJANGO_ALLOWED_HOSTS="users.example.com",
+        **env,
     )
+
+
+def test_deploy_check_is_clean_with_production_settings() -> None:
+    result = deploy_check()
     assert result.returncode == 0, result.stdout + result.stderr
     assert "no issues" in result.stdout
 
 
 def test_deploy_check_refuses_the_test_password_hasher() -> None:
-    result = run_manage(
-        "check",
-        "--deploy",
-        "--fail-level",
-        "WARNING",
-        DJANGO_SECRET_KEY="a-production-like-secret-key-" + "x" * 40,
-        DJANGO_ALLOWED_HOSTS="users.example.com",
-        DJANGO_FAST_PASSWORD_HASHER="true",
-    )
+    result = deploy_check(DJANGO_FAST_PASSWORD_HASHER="true")
     assert result.returncode != 0
     assert "core.W001" in result.stdout + result.stderr
 
