@@ -1,7 +1,8 @@
 """A local webhook endpoint for the chaos run: answers 200 and counts what it got.
 
-Each POST's `X-Webhook-Id` (the event id) is counted, and its signature checked with the
-subscription's secret as a real receiver would (events.signing.verify).
+Each POST's `X-Webhook-Id` (the event id) is counted, with when it first arrived, and its
+signature checked with the subscription's secret as a real receiver would
+(events.signing.verify).
 """
 
 import threading
@@ -19,6 +20,7 @@ class Receiver:
     def __init__(self, port: int) -> None:
         self.secret = ""
         self.ids: Counter[str] = Counter()
+        self.first_arrival: dict[str, float] = {}
         self.bad_signatures = 0
         self.lock = threading.Lock()
         receiver = self
@@ -32,8 +34,10 @@ class Receiver:
                     body=body,
                     now=int(time.time()),
                 )
+                webhook_id = self.headers.get("X-Webhook-Id", "")
                 with receiver.lock:
-                    receiver.ids[self.headers.get("X-Webhook-Id", "")] += 1
+                    receiver.ids[webhook_id] += 1
+                    receiver.first_arrival.setdefault(webhook_id, time.monotonic())
                     receiver.bad_signatures += not valid
                 self.send_response(200)
                 self.send_header("Content-Length", "0")
@@ -59,3 +63,8 @@ class Receiver:
         """Requests received per event id so far."""
         with self.lock:
             return Counter(self.ids)
+
+    def first_arrivals(self, *, epoch: float) -> dict[str, float]:
+        """When each event id first arrived, in seconds since `epoch` (monotonic)."""
+        with self.lock:
+            return {webhook_id: at - epoch for webhook_id, at in self.first_arrival.items()}

@@ -281,6 +281,8 @@ def main() -> None:
                 responses=responses,
                 emails=welcome_emails(work / "emails"),
                 webhooks=receiver.counts(),
+                webhook_first_arrivals=receiver.first_arrivals(epoch=epoch),
+                windows=windows,
                 bad_signatures=receiver.bad_signatures,
                 drain=drain,
             )

@@ -285,8 +285,9 @@ class ResilientRedisCache(RedisCache):
         name = self.make_key(key)
 
         def increment() -> int:
-            pipe = self.redis_client().pipeline(transaction=False)
+            # One MULTI/EXEC round trip: the key cannot expire between the two commands.
             # SET NX then INCR rather than INCR then EXPIRE NX: EXPIRE's NX needs Redis 7.
+            pipe = self.redis_client().pipeline(transaction=True)
             pipe.set(name, 0, ex=seconds, nx=True)
             pipe.incr(name)
             return int(pipe.execute()[1])
@@ -333,8 +334,9 @@ def shared_redis() -> redis.Redis | None:
 
 # --- Versioned read-through cache ---------------------------------------------------
 
-# KEYS: entry, stamp. ARGV: version, payload, ttl ms. Refuses a row older than the last
-# committed write (the stamp) or than the entry already cached.
+# KEYS: entry, stamp. ARGV: version, payload, ttl ms, stamp ttl ms. Refuses a row older
+# than the last committed write (the stamp) or than the entry already cached. A key with no
+# stamp gets one, so a missing stamp means lost (evicted, failed over), never "no writes".
 _FILL = """
 local stamp = tonumber(redis.call('GET', KEYS[2]) or '-1')
 local version = tonumber(ARGV[1])
@@ -342,6 +344,7 @@ if version < stamp then return 0 end
 local current = redis.call('GET', KEYS[1])
 if current and tonumber(cjson.decode(current)['v']) > version then return 0 end
 redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+if stamp == -1 then redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[4]) end
 return 1
 """
 
@@ -561,7 +564,11 @@ class VersionedCache:
             if local is not None:
                 if stamp is NOT_FETCHED:
                     stamp = redis_guard.call(client.get, self._stamp_key(key))
-                if stamp is None or local.version >= int(stamp):
+                # No stamp: Redis lost it, so nothing vouches for the copy beyond the
+                # bound that holds without Redis.
+                if (stamp is None and self._servable_unchecked(local)) or (
+                    stamp is not None and local.version >= int(stamp)
+                ):
                     CACHE_HITS.labels(self.name, "local").inc()
                     return local.data
                 with self._lock:
@@ -684,7 +691,7 @@ class VersionedCache:
                 accepted = redis_guard.call(
                     client.register_script(_FILL),
                     keys=[self._entry_key(key), self._stamp_key(key)],
-                    args=[entry.version, payload, max(1, int(ttl * 1000))],
+                    args=[entry.version, payload, max(1, int(ttl * 1000)), self._stamp_ttl_ms()],
                 )
             except RedisUnavailable:
                 accepted = 1  # Redis cannot be asked; the local stamps still guard this process.

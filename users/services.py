@@ -75,7 +75,7 @@ def user_create(
 
 
 def user_update(*, user: User, data: dict[str, Any]) -> User:
-    """Change the given fields of a user and save only those.
+    """Change the given fields of a user and save only those; return the saved row.
 
     `data` keys must be in UPDATABLE_FIELDS; callers restrict further by role.
     Deactivating through here revokes the user's tokens, as `user_deactivate` does.
@@ -85,30 +85,44 @@ def user_update(*, user: User, data: dict[str, Any]) -> User:
         raise ValidationError(dict.fromkeys(unknown, "This field cannot be changed."))
     if "email" in data:
         data = {**data, "email": normalize_email(data["email"])}
-    changed = [field for field, value in data.items() if getattr(user, field) != value]
-    if not changed:
-        return user
-    was_active = user.is_active
-    for field in changed:
-        setattr(user, field, data[field])
-    # Only what changed: the other fields were valid when saved, and each unique or check
-    # constraint validated is a query (the email's two, on every display-name change).
-    user.full_clean(exclude=[f.name for f in User._meta.concrete_fields if f.name not in changed])
     try:
         with transaction.atomic():
-            user.save(update_fields=[*changed, "updated_at"])
-            user_cache_refresh_on_commit(user)
-            deactivated = was_active and not user.is_active
+            row = _locked(user)
+            changed = [field for field, value in data.items() if getattr(row, field) != value]
+            if not changed:
+                return row
+            was_active = row.is_active
+            for field in changed:
+                setattr(row, field, data[field])
+            # Only what changed: the other fields were valid when saved, and each unique or
+            # check constraint validated is a query (the email's two, on every rename).
+            row.full_clean(
+                exclude=[f.name for f in User._meta.concrete_fields if f.name not in changed]
+            )
+            row.save(update_fields=[*changed, "updated_at"])
+            user_cache_refresh_on_commit(row)
+            deactivated = was_active and not row.is_active
             if deactivated:
-                _revoke_tokens(user=user)
+                _revoke_tokens(user=row)
             event_publish(
                 topic=topics.USER_DEACTIVATED if deactivated else topics.USER_UPDATED,
-                aggregate_id=user.pk,
-                payload={**_payload(user), "changed": sorted(changed)},
+                aggregate_id=row.pk,
+                payload={**_payload(row), "changed": sorted(changed)},
             )
     except IntegrityError as exc:
         raise _email_taken() from exc
-    return user
+    return row
+
+
+def _locked(user: User) -> User:
+    """The user's row as committed, locked until the transaction ends.
+
+    Writes start from it, not from the caller's copy: what another writer committed
+    meanwhile (a demotion, say) is kept, the whole row that the cache is given after
+    commit is the committed one, and the version (`updated_at`, set on save, after the
+    lock) follows the order of commits, as the cache's version checks assume.
+    """
+    return User.objects.select_for_update().get(pk=user.pk)
 
 
 def user_deactivate(*, user: User) -> User:
@@ -135,23 +149,25 @@ def user_set_password(
     Revoking is what makes a password change lock out whoever had a stolen token; the
     token of the request that made the change may be kept so the caller stays logged in.
     """
-    if current_password is not None and not user.check_password(current_password):
-        raise ValidationError({"current_password": "The current password is incorrect."})
-    if password is None:
-        user.set_unusable_password()
-    else:
+    if password is not None:
         _validate_password(password, user=user)
-        user.set_password(password)
     with transaction.atomic():
-        user.save(update_fields=["password", "updated_at"])
-        user_cache_refresh_on_commit(user)
-        _revoke_tokens(user=user, keep=keep_token)
+        row = _locked(user)
+        if current_password is not None and not row.check_password(current_password):
+            raise ValidationError({"current_password": "The current password is incorrect."})
+        if password is None:
+            row.set_unusable_password()
+        else:
+            row.set_password(password)
+        row.save(update_fields=["password", "updated_at"])
+        user_cache_refresh_on_commit(row)
+        _revoke_tokens(user=row, keep=keep_token)
         event_publish(
             topic=topics.USER_UPDATED,
-            aggregate_id=user.pk,
-            payload={**_payload(user), "changed": ["password"]},
+            aggregate_id=row.pk,
+            payload={**_payload(row), "changed": ["password"]},
         )
-    return user
+    return row
 
 
 def auth_token_create(

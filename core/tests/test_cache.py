@@ -397,3 +397,19 @@ def test_replace_keeps_the_newest_committed_value(services: dict[str, str]) -> N
     versioned.invalidate_shared("a", version=4)
     versioned.clear_local()
     assert versioned.get("a", lambda latest: (4, "v4")) == "v4"
+
+
+def test_a_local_copy_whose_stamp_redis_lost_is_not_trusted_past_the_local_ttl(
+    services: dict[str, str],
+) -> None:
+    local_ttl = [60.0]
+    versioned = versioned_cache(local_ttl=lambda: local_ttl[0])
+    assert versioned.get("a", lambda latest: (1, "v1")) == "v1"
+    client = redis.Redis.from_url(services["REDIS_URL"])
+    assert client.get(versioned.stamp_key("a")) == b"1"  # every fill leaves a stamp
+    client.delete(versioned.stamp_key("a"))  # evicted, or lost in a failover
+    local_ttl[0] = 1e-9
+    hits = metric("userservice_cache_hits_total", cache=versioned.name, layer="redis")
+    assert versioned.get("a", lambda latest: (1, "not loaded")) == "v1"
+    # Served from Redis's entry, not from the unverifiable local copy.
+    assert metric("userservice_cache_hits_total", cache=versioned.name, layer="redis") == hits + 1

@@ -110,11 +110,14 @@ class TestLayers:
         before = commands(redis_client)
         assert client.get(url(user)).status_code == 200
         used = {name: count - before.get(name, 0) for name, count in commands(redis_client).items()}
-        # The token and its user's stamp in one MGET; the throttle's SET NX + INCR pipelined.
+        # The token and its user's stamp in one MGET; the throttle's SET NX + INCR in one
+        # MULTI/EXEC: two round trips.
         assert {name: count for name, count in used.items() if count} == {
             "mget": 1,
+            "multi": 1,
             "set": 1,
             "incrby": 1,
+            "exec": 1,
         }
 
     def test_staff_reading_another_user(
@@ -274,6 +277,20 @@ class TestInvalidation:
         assert queries == []
         assert entry is not None
         assert entry["user"]["display_name"] == "Committed"
+
+    def test_a_write_caches_the_committed_row_not_the_callers_copy(
+        self, services: dict[str, str], user: User, redis_client: redis.Redis
+    ) -> None:
+        stale = User.objects.get(pk=user.pk)
+        User.objects.filter(pk=user.pk).update(display_name="Committed elsewhere")
+        user_services.user_update(user=stale, data={"email": f"new-{user.email}"})
+        stored = redis_client.get(entry_key(user.pk))
+        assert isinstance(stored, bytes)
+        cached = json.loads(stored)["d"]["user"]
+        assert (cached["display_name"], cached["email"]) == (
+            "Committed elsewhere",
+            f"new-{user.email}",
+        )
 
     def test_a_reader_racing_a_write_reads_the_latest_instead_of_caching_the_old_row(
         self, services: dict[str, str], user: User

@@ -9,6 +9,7 @@ from django.utils import timezone
 from knox.models import AuthToken
 
 from core.exceptions import InvalidCredentials
+from events.models import OutboxEvent
 from users import services
 from users.models import User
 from users.tasks import delete_expired_auth_tokens
@@ -90,9 +91,10 @@ class TestUserUpdate:
 
     def test_a_name_change_validates_without_queries(self, django_assert_num_queries) -> None:
         user = UserFactory.create(display_name="Old")
-        # SAVEPOINT, UPDATE, INSERT of the event, RELEASE: the unchanged email's unique
-        # and lower-case checks are not run again, nor the new event id's uniqueness.
-        with django_assert_num_queries(4):
+        # SAVEPOINT, the row read under lock, UPDATE, INSERT of the event, RELEASE: the
+        # unchanged email's unique and lower-case checks are not run again, nor the new
+        # event id's uniqueness.
+        with django_assert_num_queries(5):
             services.user_update(user=user, data={"display_name": "New"})
 
     def test_an_email_change_is_validated(self) -> None:
@@ -104,8 +106,27 @@ class TestUserUpdate:
 
     def test_no_change_writes_nothing(self, django_assert_num_queries) -> None:
         user = UserFactory.create(display_name="Same")
-        with django_assert_num_queries(0):
+        with django_assert_num_queries(3) as captured:  # SAVEPOINT, the locked read, RELEASE
             services.user_update(user=user, data={"display_name": "Same"})
+        assert "FOR UPDATE" in captured.captured_queries[1]["sql"]
+        assert not OutboxEvent.objects.exists()
+
+    def test_a_change_starts_from_the_committed_row(self) -> None:
+        # The caller's copy predates a demotion another writer committed: renaming from
+        # it must not bring the old flag back, in the database or in what is cached.
+        user = UserFactory.create(is_staff=True)
+        User.objects.filter(pk=user.pk).update(is_staff=False)
+        saved = services.user_update(user=user, data={"display_name": "Renamed"})
+        assert saved.is_staff is False
+        user.refresh_from_db()
+        assert (user.display_name, user.is_staff) == ("Renamed", False)
+
+    def test_a_stale_copy_does_not_skip_a_needed_write(self) -> None:
+        user = UserFactory.create()
+        User.objects.filter(pk=user.pk).update(is_active=False)
+        services.user_reactivate(user=user)  # the copy says active already
+        user.refresh_from_db()
+        assert user.is_active
 
     def test_email_is_canonicalised_and_kept_unique(self) -> None:
         UserFactory.create(email="taken@example.com")
