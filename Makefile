@@ -143,10 +143,16 @@ test-browser: $(DEV) ## The admin in headless Chromium against `make serve` on d
 
 # --- Benchmarks (issues #4, #9); not part of `make test` -------------------------------
 .PHONY: bench bench-cache
-bench: $(DEV) ## Load scenarios vs bare-WSGI ceilings, own services (BENCH_SCENARIOS, BENCH_USERS, ...)
+WRK := /usr/bin/wrk
+
+$(WRK):
+	@if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends wrk >/dev/null; \
+	else echo "wrk missing: sudo apt-get install wrk" >&2; exit 1; fi
+
+bench: $(DEV) $(WRK) ## Load scenarios vs bare-WSGI ceilings, own services (BENCH_SCENARIOS, BENCH_USERS, ...)
 	$(BIN)/python -m bench.run
 
-bench-cache: $(DEV) ## `make bench` limited to GET /users/{id}/ cold and warm and its ceilings
+bench-cache: $(DEV) $(WRK) ## `make bench` limited to GET /users/{id}/ cold and warm and its ceilings
 	BENCH_SCENARIOS=$${BENCH_SCENARIOS:-ceiling,ceiling-select,cold,warm} $(BIN)/python -m bench.run
 
 # --- Faults under load (issue #8); not part of `make test` -------------------------------
