@@ -334,25 +334,16 @@ def shared_redis() -> redis.Redis | None:
 
 # --- Versioned read-through cache ---------------------------------------------------
 
-# KEYS: entry, stamp. ARGV: version, payload, ttl ms, stamp ttl ms. Refuses a row older
-# than the last committed write (the stamp) or than the entry already cached. A key with no
-# stamp gets one, so a missing stamp means lost (evicted, failed over), never "no writes".
-_FILL = """
+# The versioned cache's scripts share one layout. KEYS: entry, stamp. ARGV: the row's
+# version, the stamp's ttl ms, then (scripts that store) the entry's payload and ttl ms. The
+# stamp is the version of the last committed write; an entry holds a row and its version.
+_READ_STAMP = """
 local stamp = tonumber(redis.call('GET', KEYS[2]) or '-1')
 local version = tonumber(ARGV[1])
-if version < stamp then return 0 end
-local current = redis.call('GET', KEYS[1])
-if current and tonumber(cjson.decode(current)['v']) > version then return 0 end
-redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
-if stamp == -1 then redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[4]) end
-return 1
 """
 
-# The start of _INVALIDATE and _REPLACE. KEYS[2]: the stamp. ARGV[1]: the committed
-# version, ARGV[2]: the stamp's ttl ms. The stamp only moves forward.
+# The stamp only moves forward.
 _MOVE_STAMP = """
-local stamp = tonumber(redis.call('GET', KEYS[2]) or '-1')
-local version = tonumber(ARGV[1])
 if version > stamp then
   redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
 else
@@ -360,10 +351,31 @@ else
 end
 """
 
-# KEYS: entry, stamp. ARGV: committed version, stamp ttl ms. An entry older than the
-# committed version goes (one as new or newer is already right).
+# The one rule of what may be stored: nothing older than the last committed write (the
+# stamp, as read before any move) or than the entry already cached.
+_STORE_UNLESS_OLDER = """
+if version < stamp then return 0 end
+local current = redis.call('GET', KEYS[1])
+if current and tonumber(cjson.decode(current)['v']) > version then return 0 end
+redis.call('SET', KEYS[1], ARGV[3], 'PX', ARGV[4])
+"""
+
+# A row a reader loaded. A key with no stamp gets one, so a missing stamp means lost
+# (evicted, failed over), never "no writes".
+_FILL = (
+    _READ_STAMP
+    + _STORE_UNLESS_OLDER
+    + """
+if stamp == -1 then redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2]) end
+return 1
+"""
+)
+
+# A committed write, durably reported: an entry older than its version goes (one as new
+# or newer is already right).
 _INVALIDATE = (
-    _MOVE_STAMP
+    _READ_STAMP
+    + _MOVE_STAMP
     + """
 local current = redis.call('GET', KEYS[1])
 if current and tonumber(cjson.decode(current)['v']) < version then
@@ -373,18 +385,15 @@ return 1
 """
 )
 
-# KEYS: entry, stamp. ARGV: committed version, stamp ttl ms, payload, entry ttl ms. The
-# committed row becomes the entry, unless a newer write is known.
-_REPLACE = (
-    _MOVE_STAMP
-    + """
-if version < stamp then return 0 end
-local current = redis.call('GET', KEYS[1])
-if current and tonumber(cjson.decode(current)['v']) > version then return 0 end
-redis.call('SET', KEYS[1], ARGV[3], 'PX', ARGV[4])
-return 1
-"""
-)
+# A committed write by this process: its row becomes the entry, unless a newer write is
+# known.
+_REPLACE = _READ_STAMP + _MOVE_STAMP + _STORE_UNLESS_OLDER + "return 1\n"
+
+
+def _payload(version: int, data: Any) -> str:
+    """An entry as Redis stores it (the scripts read its `v`)."""
+    return json.dumps({"v": version, "d": data}, separators=(",", ":"))
+
 
 # `load(latest)` returns (version, data), or None if the row does not exist. With
 # `latest=True` it must read the newest committed row (the primary): it is called when
@@ -685,13 +694,12 @@ class VersionedCache:
             # the cache holding data that never existed. Serve it, do not keep it.
             return True
         if client is not None:
-            ttl = self._ttl() if entry.data is not None else self._negative_ttl()
-            payload = json.dumps({"v": entry.version, "d": entry.data}, separators=(",", ":"))
+            payload = _payload(entry.version, entry.data)
             try:
                 accepted = redis_guard.call(
                     client.register_script(_FILL),
                     keys=[self._entry_key(key), self._stamp_key(key)],
-                    args=[entry.version, payload, max(1, int(ttl * 1000)), self._stamp_ttl_ms()],
+                    args=[entry.version, self._stamp_ttl_ms(), payload, self._ttl_ms(entry.data)],
                 )
             except RedisUnavailable:
                 accepted = 1  # Redis cannot be asked; the local stamps still guard this process.
@@ -720,7 +728,7 @@ class VersionedCache:
         client = shared_redis()
         if client is None:
             return
-        payload = json.dumps({"v": version, "d": data}, separators=(",", ":"))
+        payload = _payload(version, data)
         try:
             redis_guard.call(
                 client.register_script(_REPLACE),
