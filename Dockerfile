@@ -7,11 +7,13 @@ ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 FROM ${PYTHON_IMAGE} AS builder
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
-COPY requirements.txt /tmp/requirements.txt
-# Every pinned dependency ships a manylinux wheel, so nothing is compiled; anything that
-# ever needs a compiler would get it here, never in the final stage.
-RUN python -m venv /opt/venv \
-    && /opt/venv/bin/pip install --no-cache-dir -r /tmp/requirements.txt
+WORKDIR /build
+COPY requirements.txt scripts/install_runtime.sh ./
+# The same script as `make`'s runtime environment and CI's runtime-parity stage: the
+# hashed runtime lock and nothing else. Every pinned dependency ships a manylinux wheel,
+# so nothing is compiled; anything that ever needs a compiler would get it here, never in
+# the final stage.
+RUN PYTHON=python sh install_runtime.sh /opt/venv requirements.txt
 
 # --- final: the app, its virtualenv and collected static files; no build tools -----------
 FROM ${PYTHON_IMAGE} AS runtime

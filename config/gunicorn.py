@@ -9,6 +9,15 @@ import signal
 from types import FrameType
 from typing import Any
 
+from core.gunicorn_hooks import child_exit, on_starting, post_fork, use_multiprocess_metrics
+
+# Metrics: every worker's figures add up in /metrics (prometheus_client's multiprocess
+# mode, core/gunicorn_hooks.py). The directory must be set before anything imports
+# prometheus_client, which preloading the app below does; the call refuses to go on if
+# something already has.
+use_multiprocess_metrics(port=os.environ.get("PORT", "8000"))
+__all__ = ["child_exit", "on_starting", "post_fork"]
+
 bind = f"{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '8000')}"
 # Django is synchronous: one worker a core plus one to cover I/O waits.
 workers = int(os.environ.get("WEB_CONCURRENCY", multiprocessing.cpu_count() + 1))
@@ -51,12 +60,3 @@ def post_worker_init(worker: Any) -> None:
             listener.close()
 
     signal.signal(signal.SIGTERM, handle_exit)
-
-
-# --- Metrics (issue 6): every worker's figures add up in /metrics -----------------------
-# prometheus_client's multiprocess mode; see core/gunicorn_hooks.py. Must run before the
-# app (and so prometheus_client) is imported, which preload_app does before on_starting.
-from core.gunicorn_hooks import child_exit, on_starting, use_multiprocess_metrics  # noqa: E402
-
-use_multiprocess_metrics(port=os.environ.get("PORT", "8000"))
-__all__ = ["child_exit", "on_starting"]

@@ -344,6 +344,9 @@ SPECTACULAR_SETTINGS = {
 
 # Scrapes of /metrics need `Authorization: Bearer <this>`; empty: loopback clients only.
 METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+# How often each web and worker process records its CPU, memory and connection pools
+# (core/resource_metrics.py); 0: never.
+METRICS_SAMPLE_SECONDS = env.float("METRICS_SAMPLE_SECONDS", default=5.0)
 
 # Request bodies larger than this are refused with 413 before any parsing.
 MAX_REQUEST_BODY_BYTES = env.int("MAX_REQUEST_BODY_BYTES", default=1024 * 1024)

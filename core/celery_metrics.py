@@ -22,10 +22,13 @@ from celery.signals import (
     task_retry,
     task_success,
     worker_init,
+    worker_process_init,
     worker_process_shutdown,
     worker_ready,
 )
 from prometheus_client import Counter, Histogram, multiprocess, start_http_server
+
+from core import resource_metrics
 
 logger = logging.getLogger(__name__)
 
@@ -90,7 +93,14 @@ def _on_worker_init(**kwargs: Any) -> None:
 
 @worker_ready.connect(dispatch_uid="core.celery_metrics.serve")
 def _on_worker_ready(**kwargs: Any) -> None:
+    # The main process, which with the solo or threads pool also runs the tasks.
+    resource_metrics.start_sampling(process="worker")
     start_metrics_server()
+
+
+@worker_process_init.connect(dispatch_uid="core.celery_metrics.child_started")
+def _on_child_started(**kwargs: Any) -> None:
+    resource_metrics.start_sampling(process="worker")
 
 
 @worker_process_shutdown.connect(dispatch_uid="core.celery_metrics.child_exit")

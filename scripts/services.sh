@@ -246,12 +246,28 @@ start_redis() {
   wait_for 15 "redis to answer PING" redis_alive || { tail -n 20 "$LOG_DIR/redis.log" >&2; die "redis failed to start"; }
 }
 
+# One secret key an instance, made once, so the web server, worker and beat agree.
+secret_key() {
+  local file=$SERVICES_DIR/django-secret-key
+  if [[ ! -s $file ]]; then
+    (umask 077 && head -c 48 /dev/urandom | base64 | tr -d '\n/+=' >"$file")
+  fi
+  cat "$file"
+}
+
 write_env_file() {
   {
     echo "DATABASE_URL=postgres://postgres@127.0.0.1:$PRIMARY_PORT/$DB_NAME"
     echo "DATABASE_REPLICA_URLS=postgres://postgres@127.0.0.1:$REPLICA_PORT/$DB_NAME"
     echo "REDIS_URL=redis://127.0.0.1:$REDIS_PORT/0"
     echo "CELERY_BROKER_URL=redis://127.0.0.1:$REDIS_PORT/1"
+    echo "DJANGO_SECRET_KEY=$(secret_key)"
+    # The development stack's mail sink: every email a file in this directory.
+    echo "EMAIL_BACKEND=django.core.mail.backends.filebased.EmailBackend"
+    echo "EMAIL_FILE_PATH=$SERVICES_DIR/mail"
+    # Webhook receivers of a development stack listen on this machine, which the SSRF
+    # guard refuses in production.
+    echo "WEBHOOK_ALLOW_PRIVATE_TARGETS=true"
     printf '%s=%q\n' SERVICES_DIR "$SERVICES_DIR" PG_BINDIR "$PG_BINDIR" \
       SERVICES_PRIMARY_DATA "$PRIMARY_DATA" SERVICES_REPLICA_DATA "$REPLICA_DATA" SERVICES_PG_USER "$PG_USER"
   } >"$SERVICES_ENV_FILE"

@@ -1,5 +1,7 @@
 """core.gunicorn_hooks: under a real gunicorn with two workers, /metrics adds up both.
 
+gunicorn starts as `make serve` starts it: `-c config/gunicorn.py`, with no
+PROMETHEUS_MULTIPROC_DIR in its environment, so the directory is the one the config picks.
 The server runs on SQLite on a free loopback port; its requests are bounded in count and
 time. The multiprocess directory is seeded with a stale file first, which must not count.
 """
@@ -66,23 +68,44 @@ def _per_worker_counts(directory: Path, scratch: Path) -> dict[int, float]:
     return counts
 
 
+def _scraped(base: str, name: str) -> list[tuple[dict[str, str], float]]:
+    """Every sample called `name` in one scrape, with its labels."""
+    return [
+        (sample.labels, sample.value)
+        for family in text_string_to_metric_families(_get(f"{base}/metrics").decode())
+        for sample in family.samples
+        if sample.name == name
+    ]
+
+
 def _scraped_total(base: str) -> float:
-    for family in text_string_to_metric_families(_get(f"{base}/metrics").decode()):
-        for sample in family.samples:
-            if sample.name == COUNTER and sample.labels == HEALTHZ:
-                return sample.value
-    return 0.0
+    return sum(value for labels, value in _scraped(base, COUNTER) if labels == HEALTHZ)
+
+
+def _children(parent: int) -> set[int]:
+    """The pids whose parent is `parent`, from /proc."""
+    children = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            # The command name (field 2) may hold spaces; the parent pid follows it.
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == parent:
+            children.add(int(stat.parent.name))
+    return children
 
 
 @pytest.fixture
 def gunicorn(tmp_path: Path) -> Iterator[tuple[str, Path, subprocess.Popen]]:
-    """gunicorn with config/gunicorn.py, two workers, its own metrics directory."""
-    metrics_dir = tmp_path / "metrics"
-    metrics_dir.mkdir()
-    _seed_stale_counter(metrics_dir)
+    """gunicorn as `make serve` runs it, two workers; yields its metrics directory too."""
     port = _free_port()
+    metrics_dir = Path(gunicorn_hooks.default_multiproc_dir(port=str(port)))
+    metrics_dir.mkdir(parents=True, exist_ok=True)
+    _seed_stale_counter(metrics_dir)
+    inherited = {k: v for k, v in os.environ.items() if k != gunicorn_hooks.MULTIPROC_DIR_VARIABLE}
     env = {
-        **os.environ,
+        **inherited,
         "DJANGO_SETTINGS_MODULE": "config.settings",
         "DJANGO_DEBUG": "false",
         "DJANGO_SECRET_KEY": "gunicorn-test-only",
@@ -96,7 +119,7 @@ def gunicorn(tmp_path: Path) -> Iterator[tuple[str, Path, subprocess.Popen]]:
         "HOST": "127.0.0.1",
         "PORT": str(port),
         "WEB_CONCURRENCY": "2",
-        "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
+        "METRICS_SAMPLE_SECONDS": "0.2",
     }
     log = (tmp_path / "gunicorn.log").open("w")
     server = subprocess.Popen(
@@ -126,6 +149,7 @@ def gunicorn(tmp_path: Path) -> Iterator[tuple[str, Path, subprocess.Popen]]:
             server.kill()
             server.wait()
         log.close()
+        shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
 def test_metrics_add_up_across_two_workers(gunicorn, tmp_path: Path) -> None:
@@ -147,6 +171,21 @@ def test_metrics_add_up_across_two_workers(gunicorn, tmp_path: Path) -> None:
     # The scrape, answered by either worker, shows the sum, and not the stale 1000.
     assert _scraped_total(base) == sent
     assert _scraped_total(base) == sent
+
+
+def test_every_worker_reports_its_cpu_and_memory(gunicorn) -> None:
+    base, _, server = gunicorn
+    workers = _children(server.pid)
+    assert len(workers) == 2
+    cpu = _scraped(base, "userservice_process_cpu_seconds")
+    memory = _scraped(base, "userservice_process_resident_memory_bytes")
+    # One series a live worker, told apart by pid, so sum() and max() both work.
+    assert {int(labels["pid"]) for labels, _ in cpu} == workers
+    assert {int(labels["pid"]) for labels, _ in memory} == workers
+    assert {labels["process"] for labels, _ in cpu + memory} == {"web"}
+    # A worker that has served nothing yet may not have used a whole clock tick.
+    assert all(value >= 0 for _, value in cpu)
+    assert all(value > 10_000_000 for _, value in memory)
 
 
 def test_a_dead_workers_counts_survive_its_replacement(gunicorn, tmp_path: Path) -> None:
@@ -196,8 +235,35 @@ def test_use_multiprocess_metrics_keeps_a_configured_directory(tmp_path, monkeyp
     monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path / "given"))
     assert gunicorn_hooks.use_multiprocess_metrics(port="9") == str(tmp_path / "given")
     assert (tmp_path / "given").is_dir()
-    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR")
-    chosen = gunicorn_hooks.use_multiprocess_metrics(port="18499")
-    assert chosen.endswith("userservice-metrics-18499")
-    assert os.environ["PROMETHEUS_MULTIPROC_DIR"] == chosen
+
+
+def _fresh_interpreter(code: str) -> subprocess.CompletedProcess[str]:
+    inherited = {k: v for k, v in os.environ.items() if k != gunicorn_hooks.MULTIPROC_DIR_VARIABLE}
+    command = [sys.executable, "-c", code]
+    return subprocess.run(
+        command, cwd=ROOT, env=inherited, capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+def test_without_a_directory_the_port_picks_one_before_prometheus_client_loads() -> None:
+    result = _fresh_interpreter(
+        "from core import gunicorn_hooks\n"
+        "print(gunicorn_hooks.use_multiprocess_metrics(port='18499'))\n"
+        "from prometheus_client import values\n"
+        "print(values.ValueClass.__name__)\n"
+    )
+    chosen, value_class = result.stdout.split()
+    assert chosen == gunicorn_hooks.default_multiproc_dir(port="18499")
+    # The storage prometheus_client picked at import: files, not this process's memory.
+    assert value_class == "MmapedValue"
     os.rmdir(chosen)
+
+
+def test_refuses_to_go_on_once_prometheus_client_has_loaded_without_a_directory() -> None:
+    result = _fresh_interpreter(
+        "import prometheus_client\n"
+        "from core import gunicorn_hooks\n"
+        "gunicorn_hooks.use_multiprocess_metrics(port='18498')\n"
+    )
+    assert result.returncode != 0
+    assert "imported before PROMETHEUS_MULTIPROC_DIR was set" in result.stderr

@@ -19,7 +19,7 @@ import psycopg
 from django_prometheus.db.backends.postgresql.base import (
     DatabaseWrapper as PrometheusDatabaseWrapper,
 )
-from psycopg_pool import PoolTimeout
+from psycopg_pool import ConnectionPool, PoolTimeout
 
 from core.postgres import probe_conninfo
 
@@ -34,6 +34,15 @@ _unreachable_until: dict[str, float] = {}
 
 class DatabaseWrapper(PrometheusDatabaseWrapper):
     """The backend of every PostgreSQL alias (config/settings.py)."""
+
+    @classmethod
+    def open_pools(cls) -> dict[str, ConnectionPool]:
+        """This process's connection pools by alias, without opening any that is not open.
+
+        Django keeps them in a class attribute and its `pool` property creates a missing
+        one, which would connect; metrics must only look.
+        """
+        return dict(cls._connection_pools)
 
     def get_new_connection(self, conn_params: dict[str, Any]) -> Any:
         """Borrow from the pool, unless the server was found unreachable and still is."""
