@@ -15,6 +15,7 @@ from django.test import Client
 from prometheus_client import REGISTRY
 
 import core.celery_metrics  # noqa: F401 (registers the worker's metrics)
+import core.resource_metrics  # noqa: F401 (registers the per-process resource metrics)
 
 ROOT = Path(__file__).resolve().parents[2]
 RULES = ROOT / "deploy/prometheus/userservice-rules.yml"
@@ -84,6 +85,7 @@ def test_every_alert_the_issue_asks_for_exists() -> None:
         "UserServiceReplicaLagging",
         "UserServiceRedisBreakerOpen",
         "UserServiceCeleryTaskFailures",
+        "UserServiceDatabasePoolExhausted",
     ):
         assert needed in alerts
         assert alerts[needed]["labels"]["severity"] in {"warning", "critical"}
@@ -94,7 +96,9 @@ def test_dashboard_is_well_formed() -> None:
     ids = [panel["id"] for panel in dashboard["panels"]]
     assert len(ids) == len(set(ids))
     titles = " ".join(panel["title"] for panel in _dashboard_panels()).lower()
-    for signal in ("latency", "traffic", "errors", "saturation", "cache hit ratio", "outbox"):
+    signals = ("latency", "traffic", "errors", "saturation", "cache hit ratio", "outbox", "cpu")
+    signals += ("memory", "database connections")
+    for signal in signals:
         assert signal in titles
     for panel in _dashboard_panels():
         assert panel["datasource"]["uid"] == "prometheus"
