@@ -14,7 +14,7 @@ import yaml
 from django.test import Client
 from prometheus_client import REGISTRY
 
-import core.celery_metrics  # noqa: F401 (registers the worker's metrics)
+import core.celery_metrics
 import core.resource_metrics  # noqa: F401 (registers the per-process resource metrics)
 
 ROOT = Path(__file__).resolve().parents[2]
