@@ -97,4 +97,8 @@ make --no-print-directory smoke BASE_URL="http://127.0.0.1:$PORT" \
   SMOKE_EMAIL_DIR="$mail_dir" \
   METRICS_URL="http://127.0.0.1:$PORT/metrics" \
   METRICS_WORKER_URL="http://127.0.0.1:9808/metrics"
+for group in "${groups[@]}"; do
+  kill -0 -- "-$group" 2>/dev/null || { log "an entry point exited during the smoke test"; exit 1; }
+done
+grep -q "beat: Starting" "$LOGS/beat.log" || { log "beat never started its scheduler"; exit 1; }
 log "OK"
