@@ -259,6 +259,10 @@ WEBHOOK_MAX_ATTEMPTS = env.int("WEBHOOK_MAX_ATTEMPTS", default=8)
 WEBHOOK_RETRY_BACKOFF_SECONDS = env.float("WEBHOOK_RETRY_BACKOFF_SECONDS", default=2.0)
 WEBHOOK_BREAKER_FAIL_MAX = env.int("WEBHOOK_BREAKER_FAIL_MAX", default=5)
 WEBHOOK_BREAKER_RESET_SECONDS = env.float("WEBHOOK_BREAKER_RESET_SECONDS", default=60.0)
+# Keep-alive connection pools a worker process keeps, one per endpoint address, and the
+# connections each keeps (events/webhook_http.py).
+WEBHOOK_HTTP_POOLS = env.int("WEBHOOK_HTTP_POOLS", default=64)
+WEBHOOK_HTTP_POOL_CONNECTIONS = env.int("WEBHOOK_HTTP_POOL_CONNECTIONS", default=2)
 if EVENTS_RETRY_BACKOFF_MAX_SECONDS + CELERY_TASK_TIME_LIMIT >= CELERY_VISIBILITY_TIMEOUT:
     # A retry countdown past the visibility timeout is redelivered while still waiting.
     raise ImproperlyConfigured(

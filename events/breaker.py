@@ -3,8 +3,9 @@
 Why not pybreaker: its default state is per process, so each of N worker processes would
 hammer a dead endpoint FAIL_MAX times on its own and forget after a restart; its Redis
 storage would tie webhook delivery to a second store (and `make run` has no Redis). The
-state is two columns on a row the delivery already reads, updated under a row lock, so
-every process shares it and it survives restarts. The rules are pybreaker's:
+state is two columns on a row the delivery already reads, each outcome recorded by one
+atomic UPDATE (no lock is held while a request is in flight), so every process shares it
+and it survives restarts. The rules are pybreaker's:
 
 - closed: requests go through; FAIL_MAX consecutive failures open it.
 - open: requests fail fast, without touching the endpoint, for RESET seconds.
@@ -17,7 +18,7 @@ from datetime import datetime, timedelta
 from uuid import UUID
 
 from django.conf import settings
-from django.db import transaction
+from django.db.models import Case, F, Q, Value, When
 from django.utils import timezone
 
 from events.models import WebhookSubscription
@@ -40,22 +41,29 @@ def breaker_allows(*, subscription: WebhookSubscription) -> bool:
     return breaker_state(opened_at=subscription.breaker_opened_at) != OPEN
 
 
-def breaker_record(*, subscription_id: UUID, success: bool) -> WebhookSubscription:
-    """Count one request's outcome; open or close the breaker accordingly."""
-    with transaction.atomic():
-        sub = WebhookSubscription.objects.select_for_update().get(pk=subscription_id)
-        if success:
-            if sub.consecutive_failures or sub.breaker_opened_at:
-                sub.consecutive_failures = 0
-                sub.breaker_opened_at = None
-                sub.save(update_fields=["consecutive_failures", "breaker_opened_at"])
-            return sub
-        sub.consecutive_failures += 1
-        half_open = breaker_state(opened_at=sub.breaker_opened_at) == HALF_OPEN
-        if half_open or sub.consecutive_failures >= settings.WEBHOOK_BREAKER_FAIL_MAX:
-            sub.breaker_opened_at = timezone.now()
-        sub.save(update_fields=["consecutive_failures", "breaker_opened_at"])
-        return sub
+def breaker_record(*, subscription_id: UUID, success: bool) -> None:
+    """Count one request's outcome; open or close the breaker accordingly.
+
+    One UPDATE, evaluated by the database against the row's current values, so outcomes
+    recorded at once by several workers all count.
+    """
+    rows = WebhookSubscription.objects.filter(pk=subscription_id)
+    if success:
+        rows.exclude(consecutive_failures=0, breaker_opened_at__isnull=True).update(
+            consecutive_failures=0, breaker_opened_at=None
+        )
+        return
+    now = timezone.now()
+    reset = timedelta(seconds=settings.WEBHOOK_BREAKER_RESET_SECONDS)
+    half_open = Q(breaker_opened_at__lte=now - reset)
+    # Compared with the count before this failure: the UPDATE reads the old row.
+    reaches_max = Q(consecutive_failures__gte=settings.WEBHOOK_BREAKER_FAIL_MAX - 1)
+    rows.update(
+        consecutive_failures=F("consecutive_failures") + 1,
+        breaker_opened_at=Case(
+            When(half_open | reaches_max, then=Value(now)), default=F("breaker_opened_at")
+        ),
+    )
 
 
 def breaker_reset(*, subscription: WebhookSubscription) -> WebhookSubscription:

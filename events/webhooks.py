@@ -1,8 +1,11 @@
 """Writes of webhooks: subscriptions, the fan-out handler and delivery attempts.
 
-A delivery is tried by events.tasks.deliver_webhook; each try is one `webhook_attempt`.
-While a try runs, the delivery's row is locked, so a redelivered copy of the same task
-waits and then sees the outcome instead of posting a second time. The body is the
+A delivery is tried by events.tasks.deliver_webhook; each try is one `webhook_attempt`:
+claim the delivery (one UPDATE that sets a lease, `claimed_until`), make the request with
+no transaction open and no row locked, then record the outcome in one short transaction.
+A redelivered copy of the same task finds the claim and does nothing; a worker that dies
+mid-request leaves a lease that expires after CELERY_TASK_TIME_LIMIT (no task outlives
+it), and the stalled-delivery sweeper enqueues the delivery again. The body is the
 event's id, topic, time and payload; receivers deduplicate on the event id
 (`X-Webhook-Id`), since a worker killed after the receiver answered but before the
 outcome committed will send again (at-least-once).
@@ -12,19 +15,20 @@ import json
 import logging
 import secrets
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 from uuid import UUID
 
-import requests
+import urllib3
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
-from events import breaker, metrics, registry, signing, ssrf
+from events import breaker, metrics, registry, signing, ssrf, webhook_http
 from events.backoff import backoff_seconds
 from events.models import OutboxEvent, WebhookAttempt, WebhookDelivery, WebhookSubscription
 
@@ -111,36 +115,45 @@ def webhook_attempt(*, delivery_id: UUID) -> float | None:
     """Try one delivery once. Return seconds until the next try, or None when done.
 
     Done means delivered, dead-lettered, or nothing to do (already delivered, unknown
-    id, or a duplicate message that came before its time).
+    id, claimed by another attempt right now, or a duplicate message that came before
+    its time).
     """
-    with transaction.atomic():
-        delivery = (
-            WebhookDelivery.objects.select_for_update(of=("self",))
-            .select_related("subscription", "event")
-            .filter(pk=delivery_id)
-            .first()
+    claim = _claim(delivery_id)
+    if claim is None:
+        return None
+    delivery, claimed_until = claim
+    subscription = delivery.subscription
+    if not subscription.is_active:
+        outcome = _Outcome(error="The subscription is inactive.")
+    elif not breaker.breaker_allows(subscription=subscription):
+        outcome = _Outcome(error="Circuit breaker open: the endpoint keeps failing.")
+        metrics.WEBHOOK_OUTCOMES.labels("breaker_open").inc()
+    else:
+        outcome = _post(subscription=subscription, event=delivery.event)
+        breaker.breaker_record(subscription_id=subscription.pk, success=outcome.ok)
+    return _settle(
+        delivery=delivery, outcome=outcome, number=delivery.attempts + 1, claim=claimed_until
+    )
+
+
+def _claim(delivery_id: UUID) -> tuple[WebhookDelivery, datetime] | None:
+    """Lease a due, unclaimed delivery to this attempt; it and the lease's end, or None."""
+    now = timezone.now()
+    claimed_until = now + timedelta(seconds=settings.CELERY_TASK_TIME_LIMIT)
+    claimed = (
+        WebhookDelivery.objects.filter(
+            pk=delivery_id,
+            status__in=(WebhookDelivery.Status.PENDING, WebhookDelivery.Status.RETRYING),
         )
-        if delivery is None or delivery.status in (
-            WebhookDelivery.Status.DELIVERED,
-            WebhookDelivery.Status.DEAD,
-        ):
-            return None
-        now = timezone.now()
-        if delivery.next_attempt_at and now < delivery.next_attempt_at - _EARLY_TOLERANCE:
-            # A redelivered copy of a scheduled retry; the scheduled one will come.
-            return None
-        subscription = delivery.subscription
-        number = delivery.attempts + 1
-        if not subscription.is_active:
-            outcome = _Outcome(error="The subscription is inactive.")
-        elif not breaker.breaker_allows(subscription=subscription):
-            outcome = _Outcome(error="Circuit breaker open: the endpoint keeps failing.")
-            metrics.WEBHOOK_OUTCOMES.labels("breaker_open").inc()
-        else:
-            outcome = _post(subscription=subscription, event=delivery.event)
-            breaker.breaker_record(subscription_id=subscription.pk, success=outcome.ok)
-        retry_in = _settle(delivery=delivery, outcome=outcome, number=number)
-    return retry_in
+        # A redelivered copy of a scheduled retry arrives early; the scheduled one will come.
+        .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now + _EARLY_TOLERANCE))
+        .filter(Q(claimed_until__isnull=True) | Q(claimed_until__lt=now))
+        .update(claimed_until=claimed_until)
+    )
+    if not claimed:
+        return None
+    delivery = WebhookDelivery.objects.select_related("subscription", "event").get(pk=delivery_id)
+    return delivery, claimed_until
 
 
 def webhook_sweep_stalled() -> int:
@@ -190,51 +203,58 @@ class _Outcome:
         self.duration_ms = ms
 
 
-def _settle(*, delivery: WebhookDelivery, outcome: _Outcome, number: int) -> float | None:
-    """Record attempt `number` and the delivery's next state; the backoff if any."""
-    delivery.attempts = number
-    delivery.last_error = outcome.error
+def _settle(
+    *, delivery: WebhookDelivery, outcome: _Outcome, number: int, claim: datetime
+) -> float | None:
+    """Record attempt `number`, the delivery's next state and release the claim.
+
+    Returns the backoff before the next attempt, if any. If the claim was lost (this
+    attempt outlived its lease and another took the delivery over), the attempt is still
+    recorded but the delivery is left to the attempt that holds it now.
+    """
     retry_in: float | None = None
+    changes: dict[str, Any] = {"attempts": number, "last_error": outcome.error}
     if outcome.ok:
-        delivery.status = WebhookDelivery.Status.DELIVERED
-        delivery.delivered_at = timezone.now()
-        delivery.next_attempt_at = None
+        changes.update(
+            status=WebhookDelivery.Status.DELIVERED,
+            delivered_at=timezone.now(),
+            next_attempt_at=None,
+        )
     elif number >= settings.WEBHOOK_MAX_ATTEMPTS or not delivery.subscription.is_active:
-        delivery.status = WebhookDelivery.Status.DEAD
-        delivery.next_attempt_at = None
+        changes.update(status=WebhookDelivery.Status.DEAD, next_attempt_at=None)
         metrics.WEBHOOK_OUTCOMES.labels("dead").inc()
         logger.warning("webhook delivery %s dead-lettered: %s", delivery.pk, outcome.error)
     else:
-        delivery.status = WebhookDelivery.Status.RETRYING
         retry_in = backoff_seconds(
             attempt=number,
             base=settings.WEBHOOK_RETRY_BACKOFF_SECONDS,
             maximum=settings.EVENTS_RETRY_BACKOFF_MAX_SECONDS,
         )
-        delivery.next_attempt_at = timezone.now() + timedelta(seconds=retry_in)
-    WebhookAttempt.objects.create(
-        delivery=delivery,
-        number=number,
-        status_code=outcome.status_code,
-        error=outcome.error,
-        duration_ms=outcome.duration_ms,
-        retry_in_ms=None if retry_in is None else int(retry_in * 1000),
-    )
-    delivery.save(
-        update_fields=[
-            "attempts",
-            "last_error",
-            "status",
-            "delivered_at",
-            "next_attempt_at",
-        ]
-    )
+        changes.update(
+            status=WebhookDelivery.Status.RETRYING,
+            next_attempt_at=timezone.now() + timedelta(seconds=retry_in),
+        )
+    with transaction.atomic():
+        WebhookAttempt.objects.create(
+            delivery=delivery,
+            number=number,
+            status_code=outcome.status_code,
+            error=outcome.error,
+            duration_ms=outcome.duration_ms,
+            retry_in_ms=None if retry_in is None else int(retry_in * 1000),
+        )
+        held = WebhookDelivery.objects.filter(pk=delivery.pk, claimed_until=claim).update(
+            claimed_until=None, **changes
+        )
+    if not held:
+        logger.warning("webhook delivery %s: claim lost; the outcome is not applied", delivery.pk)
+        return None
     return retry_in
 
 
 def _post(*, subscription: WebhookSubscription, event: OutboxEvent) -> _Outcome:
     try:
-        ssrf.check_target(subscription.url)
+        target = ssrf.vetted_target(subscription.url)
     except ssrf.UnsafeTarget as exc:
         return _Outcome(error=str(exc))
     body = webhook_body(event=event)
@@ -249,26 +269,22 @@ def _post(*, subscription: WebhookSubscription, event: OutboxEvent) -> _Outcome:
     }
     started = time.perf_counter()
     try:
-        response = requests.post(
-            subscription.url,
-            data=body,
-            headers=headers,
-            timeout=settings.WEBHOOK_TIMEOUT_SECONDS,
-            allow_redirects=False,
+        response = webhook_http.post(
+            target=target, body=body, headers=headers, timeout=settings.WEBHOOK_TIMEOUT_SECONDS
         )
-    except requests.RequestException as exc:
+    except (urllib3.exceptions.HTTPError, OSError) as exc:
         elapsed = time.perf_counter() - started
         metrics.WEBHOOK_LATENCY.labels("error").observe(elapsed)
         metrics.WEBHOOK_OUTCOMES.labels("failed").inc()
         return _Outcome(error=f"{type(exc).__name__}: {exc}"[:2000], ms=int(elapsed * 1000))
     elapsed = time.perf_counter() - started
-    ok = 200 <= response.status_code < 300
+    ok = 200 <= response.status < 300
     metrics.WEBHOOK_LATENCY.labels("ok" if ok else "http_error").observe(elapsed)
     metrics.WEBHOOK_OUTCOMES.labels("delivered" if ok else "failed").inc()
     return _Outcome(
         ok=ok,
-        status_code=response.status_code,
-        error="" if ok else f"HTTP {response.status_code}",
+        status_code=response.status,
+        error="" if ok else f"HTTP {response.status}",
         ms=int(elapsed * 1000),
     )
 

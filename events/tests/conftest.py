@@ -263,6 +263,8 @@ class Received:
     headers: dict[str, str]
     status: int
     answered_at: float | None = None
+    # The sender's (address, port): one TCP connection per distinct value.
+    peer: tuple[str, int] = ("", 0)
 
 
 @dataclass
@@ -299,13 +301,18 @@ def receiver() -> Iterator[Receiver]:
     lock = threading.Lock()
 
     class Handler(BaseHTTPRequestHandler):
+        # Keep-alive, as real receivers do: a sender may reuse its connection.
+        protocol_version = "HTTP/1.1"
+
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers["Content-Length"]))
             with lock:
                 index = len(state.requests)
                 status = state.statuses[index] if index < len(state.statuses) else 200
                 held = state.hold_first and index == 0
-                record = Received(time.monotonic(), body, dict(self.headers), -1)
+                record = Received(
+                    time.monotonic(), body, dict(self.headers), -1, peer=self.client_address
+                )
                 state.requests.append(record)
             if held:
                 state.release.wait(timeout=30)

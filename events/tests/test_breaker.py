@@ -30,9 +30,11 @@ def test_opens_after_fail_max_consecutive_failures(sub: WebhookSubscription) -> 
     breaker_record(subscription_id=sub.pk, success=False)
     breaker_record(subscription_id=sub.pk, success=True)  # resets the count
     for _ in range(2):
-        sub = breaker_record(subscription_id=sub.pk, success=False)
+        breaker_record(subscription_id=sub.pk, success=False)
+    sub.refresh_from_db()
     assert breaker_allows(subscription=sub)
-    sub = breaker_record(subscription_id=sub.pk, success=False)
+    breaker_record(subscription_id=sub.pk, success=False)
+    sub.refresh_from_db()
     assert breaker_state(opened_at=sub.breaker_opened_at) == OPEN
     assert not breaker_allows(subscription=sub)
 
@@ -47,13 +49,28 @@ def test_half_open_after_reset_then_one_result_decides(sub: WebhookSubscription)
     assert breaker_state(opened_at=sub.breaker_opened_at) == HALF_OPEN
     assert breaker_allows(subscription=sub)
 
-    sub = breaker_record(subscription_id=sub.pk, success=False)
+    breaker_record(subscription_id=sub.pk, success=False)
+    sub.refresh_from_db()
     assert breaker_state(opened_at=sub.breaker_opened_at) == OPEN
 
     WebhookSubscription.objects.filter(pk=sub.pk).update(breaker_opened_at=long_ago)
-    sub = breaker_record(subscription_id=sub.pk, success=True)
+    breaker_record(subscription_id=sub.pk, success=True)
+    sub.refresh_from_db()
     assert breaker_state(opened_at=sub.breaker_opened_at) == CLOSED
     assert sub.consecutive_failures == 0
+
+
+@override_settings(WEBHOOK_BREAKER_FAIL_MAX=3, WEBHOOK_BREAKER_RESET_SECONDS=60)
+def test_a_failure_while_open_within_fail_max_keeps_the_opening_time(
+    sub: WebhookSubscription,
+) -> None:
+    opened = timezone.now() - timedelta(seconds=10)
+    WebhookSubscription.objects.filter(pk=sub.pk).update(
+        breaker_opened_at=opened, consecutive_failures=1
+    )
+    breaker_record(subscription_id=sub.pk, success=False)
+    sub.refresh_from_db()
+    assert (sub.consecutive_failures, sub.breaker_opened_at) == (2, opened)
 
 
 def test_reset_closes(sub: WebhookSubscription) -> None:

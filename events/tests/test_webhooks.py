@@ -5,16 +5,20 @@ with backoff across a real broker) is in test_tasks.py.
 """
 
 import json
+import socket
+import threading
 import time
 from datetime import timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from django.core.exceptions import ValidationError
+from django.db import DatabaseError, connection, transaction
 from django.test import override_settings
 from django.utils import timezone
 
-from events import signing, webhooks
+from events import signing, webhook_http, webhooks
 from events.models import OutboxEvent, WebhookAttempt, WebhookDelivery, WebhookSubscription
 from events.registry import USER_CREATED, USER_UPDATED
 from events.tasks import deliver_webhook
@@ -232,3 +236,92 @@ class TestRetryAndSweep:
             assert webhooks.webhook_sweep_stalled() == 1
 
         assert enqueued == [str(stalled.pk)]
+
+
+class TestConnections:
+    def test_deliveries_to_one_endpoint_reuse_one_connection(self, receiver: Receiver) -> None:
+        webhook_http.close_pools()
+        first = make_delivery(receiver)
+        second = WebhookDelivery.objects.create(subscription=first.subscription, event=make_event())
+        for delivery in (first, second):
+            assert webhooks.webhook_attempt(delivery_id=delivery.pk) is None
+        assert [request.status for request in receiver.requests] == [200, 200]
+        assert receiver.requests[0].peer == receiver.requests[1].peer
+
+    @override_settings(WEBHOOK_ALLOW_PRIVATE_TARGETS=False, WEBHOOK_TIMEOUT_SECONDS=1)
+    def test_a_name_that_rebinds_to_loopback_is_never_connected_to_there(
+        self, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """DNS rebinding: public for the checks, then loopback for anyone who asks again."""
+        webhook_http.close_pools()
+        real_getaddrinfo = socket.getaddrinfo
+        answers = iter(["93.184.215.14", "93.184.215.14"])
+        lookups: list[str] = []
+
+        def resolver(host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
+            if host != "rebind.example":
+                return real_getaddrinfo(host, port, *args, **kwargs)
+            address = next(answers, "127.0.0.1")
+            lookups.append(address)
+            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (address, port))]
+
+        monkeypatch.setattr(socket, "getaddrinfo", resolver)
+        port = urlsplit(receiver.url).port
+        subscription = webhooks.webhook_subscription_create(
+            url=f"http://rebind.example:{port}/hook", topics=[USER_CREATED], secret="s" * 20
+        )
+        delivery = WebhookDelivery.objects.create(subscription=subscription, event=make_event())
+
+        # Checked (public), so the request goes to the checked address, not a fresh lookup.
+        assert webhooks.webhook_attempt(delivery_id=delivery.pk) is not None
+        # The next attempt's check sees loopback and refuses it before any request.
+        WebhookDelivery.objects.filter(pk=delivery.pk).update(next_attempt_at=timezone.now())
+        assert webhooks.webhook_attempt(delivery_id=delivery.pk) is not None
+
+        assert receiver.requests == []
+        assert lookups == ["93.184.215.14", "93.184.215.14", "127.0.0.1"]
+        errors = list(delivery.tries.order_by("number").values_list("error", flat=True))
+        assert "private" not in errors[0]
+        assert "private" in errors[1]
+
+
+@pytest.mark.services
+@pytest.mark.django_db(transaction=True)
+def test_no_row_is_locked_while_a_request_is_in_flight(receiver: Receiver) -> None:
+    receiver.slow_first = 20
+    delivery = make_delivery(receiver)
+    outcome: list[float | None] = []
+
+    def attempt() -> None:
+        try:
+            outcome.append(webhooks.webhook_attempt(delivery_id=delivery.pk))
+        finally:
+            connection.close()
+
+    worker = threading.Thread(target=attempt)
+    worker.start()
+    deadline = time.monotonic() + 20
+    while not receiver.requests:
+        assert time.monotonic() < deadline, "the request never reached the receiver"
+        time.sleep(0.01)
+
+    try:
+        with transaction.atomic():
+            # NOWAIT: an error at once if the attempt held either row.
+            WebhookDelivery.objects.select_for_update(nowait=True).get(pk=delivery.pk)
+            WebhookSubscription.objects.select_for_update(nowait=True).get(
+                pk=delivery.subscription.pk
+            )
+        # A redelivered copy of the task finds the claim and posts nothing.
+        assert webhooks.webhook_attempt(delivery_id=delivery.pk) is None
+        assert len(receiver.requests) == 1
+    except DatabaseError:
+        pytest.fail("a row stayed locked while the request was in flight")
+    finally:
+        receiver.release.set()
+        worker.join(timeout=30)
+
+    assert outcome == [None]
+    delivery.refresh_from_db()
+    assert delivery.status == WebhookDelivery.Status.DELIVERED
+    assert delivery.claimed_until is None
