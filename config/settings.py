@@ -209,6 +209,7 @@ CELERY_TASK_ROUTES = {
     # others: a backlog of handler tasks (after a broker outage, say) must not hold up the
     # outbox sweep that clears it.
     "events.tasks.sweep_outbox": {"queue": "housekeeping"},
+    "events.tasks.purge_expired": {"queue": "housekeeping"},
     "users.tasks.*": {"queue": "housekeeping"},
     "events.tasks.*": {"queue": "events"},
 }
@@ -237,7 +238,19 @@ EVENTS_HANDLER_MAX_RETRIES = env.int("EVENTS_HANDLER_MAX_RETRIES", default=5)
 EVENTS_RETRY_BACKOFF_SECONDS = env.float("EVENTS_RETRY_BACKOFF_SECONDS", default=2.0)
 # The longest wait before any retry (handlers and webhooks).
 EVENTS_RETRY_BACKOFF_MAX_SECONDS = env.float("EVENTS_RETRY_BACKOFF_MAX_SECONDS", default=300.0)
+# Retention (events/retention.py): published outbox events, handled-event records and
+# finished deliveries' attempts older than these are deleted, in batches, by a beat job.
+OUTBOX_RETENTION_DAYS = env.float("OUTBOX_RETENTION_DAYS", default=30.0)
+HANDLED_EVENT_RETENTION_DAYS = env.float("HANDLED_EVENT_RETENTION_DAYS", default=30.0)
+WEBHOOK_ATTEMPT_RETENTION_DAYS = env.float("WEBHOOK_ATTEMPT_RETENTION_DAYS", default=14.0)
+RETENTION_BATCH_SIZE = env.int("RETENTION_BATCH_SIZE", default=500)
+RETENTION_INTERVAL_SECONDS = env.float("RETENTION_INTERVAL_SECONDS", default=3600.0)
 CELERY_BEAT_SCHEDULE = {
+    "events-purge-expired": {
+        "task": "events.tasks.purge_expired",
+        "schedule": RETENTION_INTERVAL_SECONDS,
+        "options": {"expires": RETENTION_INTERVAL_SECONDS},
+    },
     "events-sweep-outbox": {
         "task": "events.tasks.sweep_outbox",
         "schedule": EVENTS_SWEEP_INTERVAL_SECONDS,

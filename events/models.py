@@ -30,6 +30,12 @@ class OutboxEvent(models.Model):
         ordering = ("-created_at",)
         indexes = [
             models.Index(fields=["topic", "created_at"], name="outbox_topic_created_idx"),
+            # Retention deletes published events, oldest first (events/retention.py).
+            models.Index(
+                fields=["created_at"],
+                name="outbox_published_idx",
+                condition=models.Q(published_at__isnull=False),
+            ),
             # The sweeper and the backlog metric read only the unpublished rows: a partial
             # index keeps that lookup small however long the published log grows.
             models.Index(
@@ -63,6 +69,8 @@ class HandledEvent(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["event_id", "handler"], name="handled_event_once"),
         ]
+        # Retention deletes the oldest first (events/retention.py).
+        indexes = [models.Index(fields=["handled_at"], name="handled_event_age_idx")]
 
     def __str__(self) -> str:
         return f"{self.handler} {self.event_id}"
@@ -143,6 +151,8 @@ class WebhookAttempt(models.Model):
 
     class Meta:
         ordering = ("attempted_at", "id")
+        # Retention deletes the oldest first (events/retention.py).
+        indexes = [models.Index(fields=["attempted_at"], name="webhook_attempt_age_idx")]
 
     def __str__(self) -> str:
         return f"attempt {self.number}"

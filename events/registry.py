@@ -1,9 +1,10 @@
 """Which handlers react to which topic: the one place to look it up.
 
-Each handler runs as its own Celery task (events.tasks.handle_event), so a failing one
-never blocks another. A handler receives the OutboxEvent and runs inside the transaction
-that records it as handled (events.services.event_handle): its database writes and that
-record commit together.
+One Celery task per event (events.tasks.handle_event) runs its handlers one after another,
+each in its own transaction, so a failing one never blocks or rolls back another, and a
+retry re-runs only those that failed. A handler receives the OutboxEvent and runs inside
+the transaction that records it as handled (events.services.event_handle_all): its
+database writes and that record commit together.
 """
 
 from collections.abc import Callable

@@ -142,7 +142,45 @@ def event_redispatch(*, event: OutboxEvent) -> OutboxEvent:
 
 
 def event_handle(*, event_id: UUID, handler_name: str) -> bool:
-    """Run one handler for one event, at most once; return whether it ran now.
+    """Run one handler for one event, at most once; return whether it ran now."""
+    event = _committed_event(event_id)
+    if event is None:
+        logger.warning("event %s not found; %s skipped", event_id, handler_name)
+        return False
+    return _handle_once(event=event, handler_name=handler_name)
+
+
+def event_handle_all(*, event_id: UUID) -> dict[str, Exception]:
+    """Run every handler of an event, each at most once; return the failures by handler.
+
+    One task per event instead of one per handler: the event is read once and the broker
+    carries one message. Each handler still runs in its own transaction with its own
+    HandledEvent row, so one that fails neither rolls back nor blocks the others; a retry
+    of the event re-runs only the handlers that have not handled it.
+    """
+    event = _committed_event(event_id)
+    if event is None:
+        logger.warning("event %s not found; its handlers skipped", event_id)
+        return {}
+    failures: dict[str, Exception] = {}
+    for name in registry.handler_names(event.topic):
+        try:
+            _handle_once(event=event, handler_name=name)
+        except Exception as exc:
+            metrics.FAILED.labels(event.topic, name).inc()
+            logger.warning("handler %s failed for event %s: %s", name, event_id, _describe(exc))
+            failures[name] = exc
+    return failures
+
+
+def _committed_event(event_id: UUID) -> OutboxEvent | None:
+    # From the primary, whatever a database router does with reads: a task can run
+    # milliseconds after the commit, before a replica has the row.
+    return OutboxEvent.objects.using(PRIMARY).filter(pk=event_id).first()
+
+
+def _handle_once(*, event: OutboxEvent, handler_name: str) -> bool:
+    """Run a handler in a transaction that also records it as handled; skip if it was.
 
     The HandledEvent row is inserted first, in the same transaction as the handler's own
     writes. A concurrent duplicate blocks on the unique index until this transaction ends,
@@ -151,19 +189,13 @@ def event_handle(*, event_id: UUID, handler_name: str) -> bool:
     can still repeat: that window is as small as the commit.
     """
     handler = registry.resolve(handler_name)
-    with transaction.atomic():
-        # From the primary, whatever a database router does with reads: a task can run
-        # milliseconds after the commit, before a replica has the row.
-        event = OutboxEvent.objects.using(PRIMARY).filter(pk=event_id).first()
-        if event is None:
-            logger.warning("event %s not found; %s skipped", event_id, handler_name)
-            return False
+    with transaction.atomic(using=PRIMARY):
         try:
-            with transaction.atomic():
-                HandledEvent.objects.create(event_id=event.pk, handler=handler_name)
+            with transaction.atomic(using=PRIMARY):
+                HandledEvent.objects.using(PRIMARY).create(event_id=event.pk, handler=handler_name)
         except IntegrityError:
             metrics.SKIPPED.labels(event.topic, handler_name).inc()
-            logger.info("event %s already handled by %s", event_id, handler_name)
+            logger.info("event %s already handled by %s", event.pk, handler_name)
             return False
         handler(event)
     metrics.HANDLED.labels(event.topic, handler_name).inc()
@@ -174,14 +206,14 @@ def _enqueue_handlers(event: OutboxEvent) -> None:
     # Imported here: tasks import this module.
     from events.tasks import handle_event
 
-    for name in registry.handler_names(event.topic):
-        handle_event.apply_async(
-            args=[str(event.pk), name],
-            headers={"request_id": event.request_id},
-            # No publish retries: a broker that is down now is the sweeper's business, and
-            # retrying would hold the HTTP request that committed the event.
-            retry=False,
-        )
+    registry.handler_names(event.topic)  # no handler for the topic: refuse, not publish
+    handle_event.apply_async(
+        args=[str(event.pk)],
+        headers={"request_id": event.request_id},
+        # No publish retries: a broker that is down now is the sweeper's business, and
+        # retrying would hold the HTTP request that committed the event.
+        retry=False,
+    )
 
 
 def _mark_published(event: OutboxEvent) -> None:

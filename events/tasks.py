@@ -11,7 +11,7 @@ from celery import Task, shared_task
 from django.conf import settings
 
 from core import db_router
-from events import metrics, registry, services, webhooks
+from events import metrics, registry, retention, services, webhooks
 from events.backoff import backoff_seconds
 from events.models import OutboxEvent
 
@@ -19,34 +19,52 @@ logger = logging.getLogger(__name__)
 
 
 @shared_task(bind=True, name="events.tasks.handle_event", max_retries=None)
-def handle_event(self: Task, event_id: str, handler_name: str) -> None:
-    """Run one handler for one event; retry with backoff when it raises."""
-    logger.info("handling event %s with %s", event_id, handler_name)
+def handle_event(self: Task, event_id: str, handler_name: str | None = None) -> None:
+    """Run an event's handlers (or the one named); retry the failed ones with backoff.
+
+    `handler_name` is for messages naming one handler: the admin's re-dispatch sends none,
+    but a release may still find such messages queued by the previous one.
+    """
+    logger.info("handling event %s", event_id)
+    # The event may be newer than anything a replica has replayed.
+    with db_router.use_primary():
+        if handler_name is None:
+            failures = services.event_handle_all(event_id=UUID(event_id))
+        else:
+            failures = _handle_one(event_id, handler_name)
+    if not failures:
+        return
+    names = ", ".join(sorted(failures))
+    exc = next(iter(failures.values()))
+    if self.request.is_eager:
+        # In-process (`make run`): an eager retry would run again at once, inside the
+        # request; log it instead, the admin's "dispatch again" re-runs it.
+        logger.error("handlers %s failed for event %s", names, event_id, exc_info=exc)
+        return
+    # Handlers waiting for a dependency to come back (DependencyDown) keep retrying at the
+    # backoff's ceiling; any other failure gives up after the maximum retries.
+    waiting = all(isinstance(failure, registry.DependencyDown) for failure in failures.values())
+    if not waiting and self.request.retries >= settings.EVENTS_HANDLER_MAX_RETRIES:
+        logger.error("handlers %s gave up on event %s", names, event_id, exc_info=exc)
+        raise exc
+    topic = _topic(event_id)
+    for name in failures:
+        metrics.RETRIED.labels(topic, name).inc()
+    countdown = backoff_seconds(
+        attempt=self.request.retries + 1,
+        base=settings.EVENTS_RETRY_BACKOFF_SECONDS,
+        maximum=settings.EVENTS_RETRY_BACKOFF_MAX_SECONDS,
+    )
+    raise self.retry(exc=exc, countdown=countdown) from exc
+
+
+def _handle_one(event_id: str, handler_name: str) -> dict[str, Exception]:
     try:
-        # The event may be newer than anything a replica has replayed.
-        with db_router.use_primary():
-            services.event_handle(event_id=UUID(event_id), handler_name=handler_name)
+        services.event_handle(event_id=UUID(event_id), handler_name=handler_name)
     except Exception as exc:
-        topic = _topic(event_id)
-        metrics.FAILED.labels(topic, handler_name).inc()
-        if self.request.is_eager:
-            # In-process (`make run`): an eager retry would run again at once, inside the
-            # request; log it instead, the admin's "dispatch again" re-runs it.
-            logger.exception("handler %s failed for event %s", handler_name, event_id)
-            return
-        # A handler waiting for a dependency to come back (DependencyDown) keeps retrying
-        # at the backoff's ceiling; any other failure gives up after the maximum retries.
-        gives_up = not isinstance(exc, registry.DependencyDown)
-        if gives_up and self.request.retries >= settings.EVENTS_HANDLER_MAX_RETRIES:
-            logger.exception("handler %s gave up on event %s", handler_name, event_id)
-            raise
-        metrics.RETRIED.labels(topic, handler_name).inc()
-        countdown = backoff_seconds(
-            attempt=self.request.retries + 1,
-            base=settings.EVENTS_RETRY_BACKOFF_SECONDS,
-            maximum=settings.EVENTS_RETRY_BACKOFF_MAX_SECONDS,
-        )
-        raise self.retry(exc=exc, countdown=countdown) from exc
+        metrics.FAILED.labels(_topic(event_id), handler_name).inc()
+        return {handler_name: exc}
+    return {}
 
 
 @shared_task(name="events.tasks.sweep_outbox")
@@ -59,6 +77,14 @@ def sweep_outbox() -> int:
     if stalled:
         logger.warning("re-enqueued %d stalled webhook deliveries", stalled)
     return published
+
+
+@shared_task(name="events.tasks.purge_expired")
+def purge_expired() -> dict[str, int]:
+    """Beat task: delete outbox events, handler records and attempts past their retention."""
+    purged = retention.retention_purge()
+    logger.info("retention purge: %s", purged)
+    return purged
 
 
 @shared_task(bind=True, name="events.tasks.deliver_webhook", max_retries=None)

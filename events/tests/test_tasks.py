@@ -105,7 +105,7 @@ def test_sign_up_sends_the_welcome_email_and_a_signed_webhook_once(
     lines = [json.loads(line) for line in worker.tail().splitlines() if line.startswith("{")]
     assert any(
         line.get("request_id") == "req-ann-1"
-        and f"handling event {event.pk} with {WELCOME_EMAIL}" in line.get("event", "")
+        and f"handling event {event.pk}" in line.get("event", "")
         for line in lines
     ), worker.tail()
 
