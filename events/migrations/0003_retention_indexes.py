@@ -4,22 +4,25 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('events', '0002_webhookdelivery_claimed_until'),
+        ("events", "0002_webhookdelivery_claimed_until"),
     ]
 
     operations = [
         migrations.AddIndex(
-            model_name='handledevent',
-            index=models.Index(fields=['handled_at'], name='handled_event_age_idx'),
+            model_name="handledevent",
+            index=models.Index(fields=["handled_at"], name="handled_event_age_idx"),
         ),
         migrations.AddIndex(
-            model_name='outboxevent',
-            index=models.Index(condition=models.Q(('published_at__isnull', False)), fields=['created_at'], name='outbox_published_idx'),
+            model_name="outboxevent",
+            index=models.Index(
+                condition=models.Q(("published_at__isnull", False)),
+                fields=["created_at"],
+                name="outbox_published_idx",
+            ),
         ),
         migrations.AddIndex(
-            model_name='webhookattempt',
-            index=models.Index(fields=['attempted_at'], name='webhook_attempt_age_idx'),
+            model_name="webhookattempt",
+            index=models.Index(fields=["attempted_at"], name="webhook_attempt_age_idx"),
         ),
     ]
