@@ -13,13 +13,13 @@ from bench.processes import BIN, ROOT
 
 
 @contextlib.contextmanager
-def _session(command: list[str], env: dict[str, str], logfile: IO[str]) -> Iterator[None]:
-    """A child in its own session; SIGTERM to the whole session on exit (SIGKILL after 60 s)."""
+def _session(command: list[str], env: dict[str, str], logfile: IO[str]) -> Iterator[int]:
+    """A child in its own session (its id yielded); SIGTERM to the session on exit."""
     child = subprocess.Popen(
         command, cwd=ROOT, env=env, stdout=logfile, stderr=subprocess.STDOUT, start_new_session=True
     )
     try:
-        yield
+        yield child.pid
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(child.pid, signal.SIGTERM)
@@ -31,10 +31,11 @@ def _session(command: list[str], env: dict[str, str], logfile: IO[str]) -> Itera
 
 
 @contextlib.contextmanager
-def worker_and_beat(env: dict[str, str], work: Path, logfile: IO[str]) -> Iterator[None]:
+def worker_and_beat(env: dict[str, str], work: Path, logfile: IO[str]) -> Iterator[int]:
     """Worker (WORKER_QUEUES, WORKER_CONCURRENCY as `make worker`) and beat, until the block ends.
 
-    The worker writes its metrics to a directory of its own under `work`.
+    Yields the worker's session id (bench.cpu reads its CPU time). The worker writes its
+    metrics to a directory of its own under `work`.
     """
     metrics = work / "worker-metrics"
     metrics.mkdir(exist_ok=True)
@@ -44,5 +45,5 @@ def worker_and_beat(env: dict[str, str], work: Path, logfile: IO[str]) -> Iterat
     worker = [celery, "-A", "config", "worker", "-Q", queues, "-c", concurrency]
     beat = [celery, "-A", "config", "beat", "-s", str(work / "celerybeat-schedule")]
     worker_env = {**env, "PROMETHEUS_MULTIPROC_DIR": str(metrics)}
-    with _session(worker, worker_env, logfile), _session(beat, env, logfile):
-        yield
+    with _session(worker, worker_env, logfile) as session, _session(beat, env, logfile):
+        yield session

@@ -56,6 +56,7 @@ from typing import IO, Any
 
 from bench import report
 from bench.celery_worker import worker_and_beat
+from bench.cpu import session_cpu_seconds
 from bench.load import wrk
 from bench.memory import workers_resident_mb
 from bench.metrics import scenario_figures, snapshot
@@ -127,6 +128,9 @@ class Bench:
         self.app_env = {**env, "PROMETHEUS_MULTIPROC_DIR": str(self.metrics_dir)}
         self.fixture: dict[str, Any] = {}
         self.arrivals = Arrivals()
+        # Session ids of the app's gunicorn and of the Celery worker (bench.cpu).
+        self.app_session = 0
+        self.worker_session = 0
 
     def python(self, *args: str) -> None:
         """A Django-side helper script, in the services' environment."""
@@ -186,11 +190,15 @@ class Bench:
         if name == "warm":
             self.python("bench/prime.py", str(self.work / "users.txt"), PRIME_USERS)
         before = snapshot(self.metrics_dir)
+        web_cpu, worker_cpu = self.cpu()
         started = time.time()
         figures = self.load(APP_PORT, name)
         ended = time.time()
+        web_cpu = session_cpu_seconds(self.app_session) - web_cpu
         figures.update(scenario_figures(before, snapshot(self.metrics_dir), figures["requests"]))
+        figures["web_cpu_ms_per_request"] = 1000 * web_cpu / max(figures["requests"], 1)
         if name in ("patch", "mix"):
+            drain_started = time.monotonic()
             figures.update(
                 commit_to_webhook(
                     self.env["DATABASE_URL"],
@@ -200,12 +208,22 @@ class Bench:
                     drain_seconds=DRAIN_SECONDS,
                 )
             )
+            # After the last webhook of the scenario arrived: the backlog is drained.
+            figures["drain_s"] = time.monotonic() - drain_started
+            delivered = figures["events"] - figures["undelivered"]
+            worker_cpu = session_cpu_seconds(self.worker_session) - worker_cpu
+            figures["worker_cpu_ms_per_event"] = 1000 * worker_cpu / max(delivered, 1)
         return figures
+
+    def cpu(self) -> tuple[float, float]:
+        """CPU seconds used so far by the app's process group and the worker's."""
+        return session_cpu_seconds(self.app_session), session_cpu_seconds(self.worker_session)
 
     @contextlib.contextmanager
     def app(self) -> Iterator[int]:
         """The app under gunicorn; yields the master's pid."""
         with gunicorn("config.wsgi", APP_PORT, self.app_env, self.logfile) as master:
+            self.app_session = master.pid
             yield master.pid
 
     def rounds(
@@ -281,7 +299,10 @@ def main() -> None:
                 }
                 bench = Bench(work, env, logfile)
                 bench.prepare()
-                with receiver(RECEIVER_PORT) as bench.arrivals, worker_and_beat(env, work, logfile):
+                with (
+                    receiver(RECEIVER_PORT) as bench.arrivals,
+                    worker_and_beat(env, work, logfile) as bench.worker_session,
+                ):
                     results, resident = bench.rounds(scenarios)
                 print_results(
                     results,
