@@ -41,7 +41,8 @@ def nag_findings(assembly: cdk.cx_api.CloudAssembly) -> list[str]:
         f"{stack.stack_name} {message.id}: {message.entry.data}"
         for stack in assembly.stacks
         for message in stack.messages
-        if message.level in (cdk.cx_api.SynthesisMessageLevel.ERROR, cdk.cx_api.SynthesisMessageLevel.WARNING)
+        if message.level
+        in (cdk.cx_api.SynthesisMessageLevel.ERROR, cdk.cx_api.SynthesisMessageLevel.WARNING)
         and "AwsSolutions-" in str(message.entry.data)
     ]
 

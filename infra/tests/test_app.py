@@ -3,14 +3,12 @@
 import json
 from pathlib import Path
 
-from conftest import Synthesized
+from tests.synthesized import Synthesized
 
 
 def test_both_stages_are_instances_of_one_stack(stages: dict[str, Synthesized]) -> None:
     assert set(stages) == {"staging", "production"}
-    assert {type(each.stack) for each in stages.values()} == {
-        type(stages["production"].stack)
-    }
+    assert {type(each.stack) for each in stages.values()} == {type(stages["production"].stack)}
 
 
 def test_stages_differ_by_context_sizes(stages: dict[str, Synthesized]) -> None:

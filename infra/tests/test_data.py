@@ -5,7 +5,7 @@ from typing import Any
 
 from aws_cdk.assertions import Match
 
-from conftest import Synthesized
+from tests.synthesized import Synthesized
 
 
 def _instances(stage: Synthesized) -> tuple[dict[str, Any], list[dict[str, Any]]]:
@@ -55,7 +55,9 @@ def test_tls_is_required_by_the_server(stage: Synthesized) -> None:
 
 
 def test_two_redis_stores_with_auth_tls_and_failover(stage: Synthesized) -> None:
-    groups = [r["Properties"] for r in stage.resources("AWS::ElastiCache::ReplicationGroup").values()]
+    groups = [
+        r["Properties"] for r in stage.resources("AWS::ElastiCache::ReplicationGroup").values()
+    ]
     assert len(groups) == 2  # the cache and the broker
     for group in groups:
         assert group["TransitEncryptionEnabled"] is True

@@ -4,7 +4,7 @@ import pytest
 from aws_cdk.assertions import Annotations, Match
 
 from app import nag_findings
-from conftest import Synthesized
+from tests.synthesized import Synthesized
 
 
 @pytest.mark.parametrize("level", ["error", "warning"])

@@ -4,7 +4,7 @@ import json
 import re
 from typing import Any
 
-from conftest import Synthesized
+from tests.synthesized import Synthesized
 
 
 def _name(logical_id: str) -> str:
@@ -28,7 +28,8 @@ def test_blue_green_with_a_test_listener(stage: Synthesized) -> None:
     assert info["ProdTrafficRoute"]["ListenerArns"]
     assert info["TestTrafficRoute"]["ListenerArns"]
     listeners = {
-        r["Properties"]["Port"] for r in stage.resources("AWS::ElasticLoadBalancingV2::Listener").values()
+        r["Properties"]["Port"]
+        for r in stage.resources("AWS::ElasticLoadBalancingV2::Listener").values()
     }
     assert listeners == {80, 443, 9443}
 
@@ -68,7 +69,9 @@ def test_the_smoke_hook_runs_make_smoke_against_the_test_listener(stage: Synthes
     assert "put-lifecycle-event-hook-execution-status" in " ".join(
         spec["phases"]["post_build"]["commands"]
     )
-    variables = {v["Name"]: v["Value"] for v in project["Properties"]["Environment"]["EnvironmentVariables"]}
+    variables = {
+        v["Name"]: v["Value"] for v in project["Properties"]["Environment"]["EnvironmentVariables"]
+    }
     assert variables["BASE_URL"].endswith(":9443")
     assert project["Properties"]["VpcConfig"]
     (hook,) = [
@@ -78,7 +81,10 @@ def test_the_smoke_hook_runs_make_smoke_against_the_test_listener(stage: Synthes
 
 
 def test_metrics_are_refused_on_every_public_listener(stage: Synthesized) -> None:
-    rules = [r["Properties"] for r in stage.resources("AWS::ElasticLoadBalancingV2::ListenerRule").values()]
+    rules = [
+        r["Properties"]
+        for r in stage.resources("AWS::ElasticLoadBalancingV2::ListenerRule").values()
+    ]
     assert len(rules) == 2  # the live and the test listener
     for rule in rules:
         (condition,) = rule["Conditions"]
@@ -104,7 +110,8 @@ def test_app_port_open_only_to_the_load_balancer_and_the_scraper(stage: Synthesi
 
 def test_test_listener_is_not_open_to_the_internet(stage: Synthesized) -> None:
     (alb_group,) = [
-        g["Properties"] for k, g in stage.resources("AWS::EC2::SecurityGroup").items()
+        g["Properties"]
+        for k, g in stage.resources("AWS::EC2::SecurityGroup").items()
         if k.startswith("LoadBalancerSecurityGroup")
     ]
     test_rules = [r for r in alb_group["SecurityGroupIngress"] if r["FromPort"] == 9443]

@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from conftest import Synthesized
+from tests.synthesized import Synthesized
 
 SECRET_SETTINGS = {
     "DJANGO_SECRET_KEY",

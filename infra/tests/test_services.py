@@ -2,16 +2,20 @@
 
 from typing import Any
 
-from conftest import Synthesized
+from tests.synthesized import Synthesized
 
 
 def _scaling_policies(stage: Synthesized) -> list[dict[str, Any]]:
-    return [r["Properties"] for r in stage.resources("AWS::ApplicationAutoScaling::ScalingPolicy").values()]
+    return [
+        r["Properties"]
+        for r in stage.resources("AWS::ApplicationAutoScaling::ScalingPolicy").values()
+    ]
 
 
 def test_web_scales_2_to_10_on_cpu_70_with_300s_cooldowns(stage: Synthesized) -> None:
     targets = [
-        r["Properties"] for r in stage.resources("AWS::ApplicationAutoScaling::ScalableTarget").values()
+        r["Properties"]
+        for r in stage.resources("AWS::ApplicationAutoScaling::ScalableTarget").values()
     ]
     web = [t for t in targets if "Web" in str(t["ResourceId"])]
     assert [(t["MinCapacity"], t["MaxCapacity"]) for t in web] == [(2, 10)]
@@ -51,7 +55,7 @@ def test_every_process_runs_through_the_entrypoint_read_only_non_root(stage: Syn
         assert container["ReadonlyRootFilesystem"] is True
         assert container["User"] == "10001:10001"
         assert container["MountPoints"] == [
-            {"ContainerPath": "/tmp", "ReadOnly": False, "SourceVolume": "tmp"}
+            {"ContainerPath": "/tmp", "ReadOnly": False, "SourceVolume": "tmp"}  # noqa: S108
         ]
     assert containers["migrate"]["Command"][-3:] == ["manage.py", "migrate", "--noinput"]
     assert "worker" in containers["worker"]["Command"]
@@ -62,7 +66,9 @@ def test_logs_go_to_cloudwatch_unchanged(stage: Synthesized) -> None:
         logging = container["LogConfiguration"]
         assert logging["LogDriver"] == "awslogs"
         # No datetime or multiline pattern: each JSON line the app writes is one event.
-        assert not {"awslogs-datetime-format", "awslogs-multiline-pattern"} & set(logging["Options"])
+        assert not {"awslogs-datetime-format", "awslogs-multiline-pattern"} & set(
+            logging["Options"]
+        )
 
 
 def test_beat_runs_alone_and_stops_before_it_starts(stage: Synthesized) -> None:

@@ -2,7 +2,7 @@
 
 import pytest
 
-from conftest import Synthesized
+from tests.synthesized import Synthesized
 from userservice_infra import coverage
 
 

@@ -18,7 +18,8 @@ def _module(relative_path: str) -> ModuleType:
     """Load one of the service's own modules by path (the infra venv has no Django)."""
     path = REPO_ROOT / relative_path
     spec = importlib.util.spec_from_file_location(path.stem, path)
-    assert spec is not None and spec.loader is not None
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot load {path}")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

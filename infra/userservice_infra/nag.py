@@ -98,9 +98,7 @@ def accept_findings(stack: "UserServiceStack") -> None:
             "ecr:GetAuthorizationToken has no resource-level permissions.",
             applies_to=["Resource::*"],
         )
-    managed_lambda_role = (
-        "AWSLambdaBasicExecutionRole only lets the function write its own logs."
-    )
+    managed_lambda_role = "AWSLambdaBasicExecutionRole only lets the function write its own logs."
     _accept(
         stack.smoke_hook,
         "AwsSolutions-IAM4",

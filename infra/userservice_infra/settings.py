@@ -5,6 +5,11 @@ so one trusted proxy). The settings-coverage test holds this, plus what the stac
 to docs/settings.md in both directions.
 """
 
+# Inside a task, whose security groups decide who reaches it (docs/security.md).
+ALL_INTERFACES = "0.0.0.0"  # noqa: S104  # nosec B104
+# The task's own writable volume: the root filesystem is read-only.
+TASK_TMP = "/tmp"  # noqa: S108  # nosec B108
+
 # Operators tune these in SSM Parameter Store without a new image or template; the stack
 # creates them with these defaults (docs/deploy.md, "AWS").
 WEBHOOK_SETTINGS = {
@@ -72,13 +77,12 @@ def plain_settings(*, domain_name: str, web_concurrency: int) -> dict[str, str]:
         "EVENTS_RETRY_BACKOFF_MAX_SECONDS": "300",
         "LOG_LEVEL": "INFO",
         "LOG_FORMAT": "json",
-        # On the task's writable /tmp volume (the root filesystem is read-only).
-        "PROMETHEUS_MULTIPROC_DIR": "/tmp/prometheus-metrics",  # noqa: S108  # nosec B108
+        "PROMETHEUS_MULTIPROC_DIR": f"{TASK_TMP}/prometheus-metrics",
         # Scraped from inside the VPC only (the scraper security group), like web's /metrics.
-        "CELERY_METRICS_ADDR": "0.0.0.0",  # noqa: S104  # nosec B104
+        "CELERY_METRICS_ADDR": ALL_INTERFACES,
         "CELERY_METRICS_PORT": "9808",
         "HEALTH_CHECK_TIMEOUT": "1.0",
-        "HOST": "0.0.0.0",  # noqa: S104  # nosec B104
+        "HOST": ALL_INTERFACES,
         "PORT": "8000",
         "WEB_CONCURRENCY": str(web_concurrency),
         "GUNICORN_TIMEOUT": "30",

@@ -9,7 +9,7 @@ even start, the hook fails here and CodeDeploy rolls back.
 import os
 from typing import Any
 
-import boto3  # type: ignore[import-not-found]  # in the Lambda runtime, not the dev venv
+import boto3  # in the Lambda runtime; no venv of this project installs it
 
 
 def handler(event: dict[str, Any], context: object) -> None:

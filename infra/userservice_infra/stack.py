@@ -34,7 +34,7 @@ from constructs import Construct
 
 from userservice_infra.config import StageConfig
 from userservice_infra.nag import accept_findings
-from userservice_infra.settings import WEBHOOK_SETTINGS, plain_settings
+from userservice_infra.settings import TASK_TMP, WEBHOOK_SETTINGS, plain_settings
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 APP_PORT = 8000
@@ -368,7 +368,9 @@ class UserServiceStack(Stack):
                 parameter_group=parameters,
                 deletion_protection=self.stage.deletion_protection,
                 removal_policy=(
-                    RemovalPolicy.RETAIN if self.stage.deletion_protection else RemovalPolicy.DESTROY
+                    RemovalPolicy.RETAIN
+                    if self.stage.deletion_protection
+                    else RemovalPolicy.DESTROY
                 ),
                 auto_minor_version_upgrade=True,
                 publicly_accessible=False,
@@ -398,7 +400,8 @@ class UserServiceStack(Stack):
         environment["REDIS_URL_TEMPLATE"] = self.cache.url_template
         environment["CELERY_BROKER_URL_TEMPLATE"] = self.broker.url_template
 
-        assert self.database.secret is not None  # generated credentials always have one
+        if self.database.secret is None:
+            raise ValueError("the database's generated credentials have no secret")
         django_secret_key = secretsmanager.Secret(
             self,
             "DjangoSecretKey",
@@ -488,7 +491,7 @@ class UserServiceStack(Stack):
             port_mappings=[ecs.PortMapping(container_port=port)] if port else None,
         )
         container.add_mount_points(
-            ecs.MountPoint(container_path="/tmp", source_volume="tmp", read_only=False)  # noqa: S108  # nosec B108
+            ecs.MountPoint(container_path=TASK_TMP, source_volume="tmp", read_only=False)
         )
         self.task_definitions[name] = task
         return task
@@ -591,7 +594,7 @@ class UserServiceStack(Stack):
                 "config",
                 "beat",
                 "-s",
-                "/tmp/celerybeat-schedule",  # noqa: S108  # nosec B108
+                f"{TASK_TMP}/celerybeat-schedule",
             ],
             stop_timeout=Duration.seconds(30),
         )
@@ -927,9 +930,7 @@ class UserServiceStack(Stack):
             description="CodeDeploy AfterAllowTestTraffic: starts the smoke build",
             runtime=lambda_.Runtime.PYTHON_3_14,
             handler="index.handler",
-            code=lambda_.Code.from_inline(
-                (Path(__file__).parent / "smoke_hook.py").read_text()
-            ),
+            code=lambda_.Code.from_inline((Path(__file__).parent / "smoke_hook.py").read_text()),
             timeout=Duration.seconds(30),
             environment={"SMOKE_PROJECT": project.project_name},
             log_group=logs.LogGroup(
