@@ -11,7 +11,7 @@ from userservice_infra.stack import UserServiceStack
 @pytest.fixture(scope="session")
 def stages() -> dict[str, Synthesized]:
     """Every stage of cdk.json, synthesized once into infra/cdk.out (what `cdk deploy` uses)."""
-    app = build_app(outdir=str(HERE.parent / "cdk.out"))
+    app = build_app(outdir=str(HERE / "cdk.out"))
     assembly = app.synth()
     return {
         child.stage.name: Synthesized(

@@ -78,6 +78,8 @@ def test_the_smoke_hook_runs_make_smoke_against_the_test_listener(stage: Synthes
         f for k, f in stage.resources("AWS::Lambda::Function").items() if k.startswith("SmokeHook")
     ]
     assert "start_build" in hook["Properties"]["Code"]["ZipFile"]
+    # The only names AWSCodeDeployRoleForECS lets CodeDeploy invoke.
+    assert hook["Properties"]["FunctionName"].startswith("CodeDeployHook_")
 
 
 def test_metrics_are_refused_on_every_public_listener(stage: Synthesized) -> None:

@@ -231,6 +231,8 @@ class UserServiceStack(Stack):
             "DeployApplication": self.deployment_group.application.application_name,
             "DeployGroup": self.deployment_group.deployment_group_name,
             "SmokeHook": self.smoke_hook.function_arn,
+            "WorkerService": self.worker.service_name,
+            "BeatService": self.beat.service_name,
             "LoadBalancerDns": self.load_balancer.load_balancer_dns_name,
             "MetricsScraperSecurityGroup": self.scraper_group.security_group_id,
             "AlarmTopic": self.alarm_topic.topic_arn,
@@ -927,6 +929,8 @@ class UserServiceStack(Stack):
         hook = lambda_.Function(
             self,
             "SmokeHook",
+            # CodeDeploy's managed ECS role may invoke only functions named CodeDeployHook_*.
+            function_name=f"CodeDeployHook_userservice-{self.stage.name}-smoke",
             description="CodeDeploy AfterAllowTestTraffic: starts the smoke build",
             runtime=lambda_.Runtime.PYTHON_3_14,
             handler="index.handler",
