@@ -1,5 +1,6 @@
 """PostgreSQL and Redis: Multi-AZ, replicas, encryption, backups, never public."""
 
+import json
 import re
 from typing import Any
 
@@ -46,6 +47,11 @@ def test_database_credentials_are_generated_and_rotated(stage: Synthesized) -> N
     )
     primary, _ = _instances(stage)
     assert "{{resolve:secretsmanager:" in str(primary["MasterUserPassword"])
+    (rotation,) = stage.resources("AWS::Serverless::Application").values()
+    subnets = rotation["Properties"]["Parameters"]["vpcSubnetIds"]
+    # The rotation function reaches Secrets Manager only from subnets with egress.
+    assert "tasks" in json.dumps(subnets).lower()
+    assert "data" not in json.dumps(subnets).lower()
 
 
 def test_tls_is_required_by_the_server(stage: Synthesized) -> None:

@@ -356,7 +356,11 @@ class UserServiceStack(Stack):
         )
         for log_group in exported_logs.values():
             primary.node.add_dependency(log_group)
-        primary.add_rotation_single_user(automatically_after=Duration.days(30))
+        primary.add_rotation_single_user(
+            automatically_after=Duration.days(30),
+            # Not the database's isolated subnets: the rotation function calls Secrets Manager.
+            vpc_subnets=ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS),
+        )
         self.replicas = [
             rds.DatabaseInstanceReadReplica(
                 self,
