@@ -3,7 +3,7 @@
 import pytest
 
 from tests.synthesized import Synthesized
-from userservice_infra import coverage
+from userservice_infra import coverage, settings
 
 
 @pytest.mark.parametrize("container_name", ["web", "worker", "beat", "migrate"])
@@ -39,3 +39,19 @@ def test_problems_name_missing_and_extra_settings() -> None:
         documented={"LOG_LEVEL", "REDIS_URL"}, provided={"LOG_LEVEL", "NOT_A_SETTING"}
     )
     assert problems == ["missing: REDIS_URL", "not read by the app: NOT_A_SETTING"]
+
+
+def test_plain_values_are_the_kubernetes_configmaps_but_for_the_stage(
+    stages: dict[str, Synthesized],
+) -> None:
+    web = stages["staging"].containers()["web"]
+    environment = {e["Name"]: e["Value"] for e in web["Environment"]}
+    configmap = settings.configmap_settings()
+    differing = {name for name, value in configmap.items() if environment.get(name, value) != value}
+    assert differing == {
+        "DJANGO_ALLOWED_HOSTS",
+        "DJANGO_CSRF_TRUSTED_ORIGINS",
+        "DEFAULT_FROM_EMAIL",
+        "WEB_CONCURRENCY",
+    }
+    assert environment["DJANGO_ALLOWED_HOSTS"] == "users.staging.example.com,localhost"

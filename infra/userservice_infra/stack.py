@@ -34,7 +34,7 @@ from constructs import Construct
 
 from userservice_infra.config import StageConfig
 from userservice_infra.nag import accept_findings
-from userservice_infra.settings import TASK_TMP, WEBHOOK_SETTINGS, plain_settings
+from userservice_infra.settings import TASK_TMP, plain_settings, ssm_settings
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 APP_PORT = 8000
@@ -432,7 +432,7 @@ class UserServiceStack(Stack):
             "REDIS_URL_CREDENTIALS": ecs.Secret.from_secrets_manager(self.cache.secret),
             "CELERY_BROKER_URL_CREDENTIALS": ecs.Secret.from_secrets_manager(self.broker.secret),
         }
-        for name, value in WEBHOOK_SETTINGS.items():
+        for name, value in ssm_settings().items():
             parameter = ssm.StringParameter(
                 self,
                 name.title().replace("_", ""),
