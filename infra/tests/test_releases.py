@@ -119,3 +119,22 @@ def test_test_listener_is_not_open_to_the_internet(stage: Synthesized) -> None:
     test_rules = [r for r in alb_group["SecurityGroupIngress"] if r["FromPort"] == 9443]
     assert test_rules
     assert all(r["CidrIp"] != "0.0.0.0/0" for r in test_rules)
+
+
+def test_alarms_can_publish_to_their_encrypted_topic(stage: Synthesized) -> None:
+    (topic,) = stage.resources("AWS::SNS::Topic").values()
+    key_id = topic["Properties"]["KmsMasterKeyId"]["Fn::GetAtt"][0]
+    statements = stage.json["Resources"][key_id]["Properties"]["KeyPolicy"]["Statement"]
+    cloudwatch = [
+        s for s in statements if s["Principal"].get("Service") == "cloudwatch.amazonaws.com"
+    ]
+    assert cloudwatch
+    assert {"kms:Decrypt", "kms:GenerateDataKey*"} <= set(cloudwatch[0]["Action"])
+    for alarm in stage.resources("AWS::CloudWatch::Alarm").values():
+        assert alarm["Properties"]["AlarmActions"] == [{"Ref": topic_id(stage)}]
+
+
+def topic_id(stage: Synthesized) -> str:
+    """The logical id of the alarm topic."""
+    (logical_id,) = stage.resources("AWS::SNS::Topic")
+    return logical_id

@@ -154,12 +154,23 @@ class UserServiceStack(Stack):
         self.removal_policy = RemovalPolicy.RETAIN if production_like else RemovalPolicy.DESTROY
 
         self.vpc = self._network()
+        # A key of our own: the AWS-managed SNS key's policy does not let CloudWatch
+        # alarms publish to a topic it encrypts.
+        alarm_key = kms.Key(
+            self,
+            "AlarmTopicKey",
+            enable_key_rotation=True,
+            removal_policy=self.removal_policy,
+        )
+        alarm_key.grant(
+            iam.ServicePrincipal("cloudwatch.amazonaws.com"), "kms:Decrypt", "kms:GenerateDataKey*"
+        )
         self.alarm_topic = sns.Topic(
             self,
             "Alarms",
             display_name=f"userservice {stage.name} alarms",
             enforce_ssl=True,
-            master_key=kms.Alias.from_alias_name(self, "SnsKey", "alias/aws/sns"),
+            master_key=alarm_key,
         )
         self.task_groups = {
             name: ec2.SecurityGroup(
