@@ -198,3 +198,30 @@ chaos: $(RUNTIME) ## Faults under load, each held ~9 s, then no loss checked (ow
 
 chaos-short: $(RUNTIME) ## The same, each fault held 3 s (what CI runs)
 	$(CHAOS_ENV) CHAOS_PROFILE=short $(BIN)/python -m chaos.run
+
+# --- AWS: the CDK app in infra/, synthesized and checked offline ------------------------
+# Its own virtualenv, installed only from the hash-locked infra/requirements.txt; jsii runs
+# the CDK in node (installed as root when missing, as alerts-check installs promtool).
+INFRA_VENV := infra/.venv
+INFRA_BIN := $(INFRA_VENV)/bin
+INFRA_DEPS := $(INFRA_VENV)/.installed
+UV_VERSION := 0.13.9
+
+.PHONY: infra-check infra-lock
+
+$(INFRA_DEPS): infra/requirements.txt
+	test -x $(INFRA_BIN)/python || $(PYTHON) -m venv $(INFRA_VENV)
+	$(INFRA_BIN)/pip install --quiet --disable-pip-version-check --require-hashes -r infra/requirements.txt
+	touch $@
+
+infra-check: $(INFRA_DEPS) ## Synthesize every AWS stage; cdk-nag, the template tests, settings coverage
+	@command -v node >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nodejs >/dev/null; \
+	  else echo "node missing (the CDK runs in it): sudo apt-get install nodejs" >&2; exit 1; fi; }
+	@# One synthesis of every stage into infra/cdk.out, shared by all the tests.
+	cd infra && .venv/bin/pytest -q -p no:cacheprovider
+
+infra-lock: ## Re-lock infra/requirements.txt (with hashes) from infra/requirements.in
+	test -x $(INFRA_BIN)/python || $(PYTHON) -m venv $(INFRA_VENV)
+	$(INFRA_BIN)/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+	$(INFRA_BIN)/uv pip compile --generate-hashes --python-version 3.11 infra/requirements.in -o infra/requirements.txt

@@ -1,0 +1,1 @@
+"""The user service's AWS stack as a CDK app: one stack class, one instance per stage."""
