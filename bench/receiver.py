@@ -1,9 +1,11 @@
 """The webhook receiver: a small threaded HTTP server that notes when each event arrives.
 
-Registered as a webhook subscription by bench/seed.py. It answers 204 at once and keeps,
-per event id (the `X-Webhook-Id` header; retries and duplicates keep the first arrival),
-the wall-clock time the request reached it. bench/run.py subtracts each event's commit
-time to get commit-to-webhook latency.
+Registered by bench/seed.py as BENCH_SUBSCRIBERS webhook subscriptions, one path each
+(/hook/0, /hook/1, ...). It answers 204 at once, keeping connections alive as real
+receivers do, and keeps, per event id (the `X-Webhook-Id` header) and path, the
+wall-clock time the request first reached it (retries and duplicates keep the first).
+bench/run.py subtracts each event's commit time from its last subscriber's arrival to
+get commit-to-webhook latency.
 """
 
 import contextlib
@@ -15,21 +17,22 @@ from typing import Any
 
 
 class Arrivals:
-    """Event id -> first arrival time (Unix seconds), shared with the server's threads."""
+    """Event id -> path -> first arrival time (Unix seconds), shared with the server's threads."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._times: dict[str, float] = {}
+        self._times: dict[str, dict[str, float]] = {}
 
-    def note(self, event_id: str, at: float) -> None:
-        """Keep the first arrival of an event."""
+    def note(self, event_id: str, path: str, at: float) -> None:
+        """Keep the first arrival of an event at a path."""
         with self._lock:
-            self._times.setdefault(event_id, at)
+            self._times.setdefault(event_id, {}).setdefault(path, at)
 
-    def get(self, event_id: str) -> float | None:
-        """When the event first arrived, or None."""
+    def get(self, event_id: str, subscribers: int = 1) -> float | None:
+        """When the event had reached `subscribers` paths (the last first arrival), or None."""
         with self._lock:
-            return self._times.get(event_id)
+            times = self._times.get(event_id, {})
+            return max(times.values()) if len(times) >= subscribers else None
 
 
 @contextlib.contextmanager
@@ -38,10 +41,12 @@ def receiver(port: int) -> Iterator[Arrivals]:
     arrivals = Arrivals()
 
     class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
         def do_POST(self) -> None:
             at = time.time()
             self.rfile.read(int(self.headers.get("Content-Length", "0")))
-            arrivals.note(self.headers.get("X-Webhook-Id", ""), at)
+            arrivals.note(self.headers.get("X-Webhook-Id", ""), self.path, at)
             self.send_response(204)
             self.end_headers()
 
@@ -60,14 +65,21 @@ def receiver(port: int) -> Iterator[Arrivals]:
 
 
 def commit_to_webhook(
-    database_url: str, arrivals: Arrivals, *, start: float, end: float, drain_seconds: float
+    database_url: str,
+    arrivals: Arrivals,
+    *,
+    start: float,
+    end: float,
+    drain_seconds: float,
+    subscribers: int = 1,
 ) -> dict[str, float]:
     """Commit-to-webhook latency of the `user.updated` events committed in [start, end].
 
     The commit time is the outbox row's `created_at` (set inside the writing transaction,
-    just before its commit; the same value the webhook body carries). Waits up to
-    `drain_seconds` for the events still in flight. Returns the count of events, how many
-    never arrived in time, and p50/p95/p99 in seconds of those that did.
+    just before its commit; the same value the webhook body carries); an event has arrived
+    once every one of the `subscribers` has it. Waits up to `drain_seconds` for the events
+    still in flight. Returns the count of events, how many never arrived in time, and
+    p50/p95/p99 in seconds of those that did.
     """
     import psycopg
 
@@ -79,13 +91,13 @@ def commit_to_webhook(
             (start, end),
         ).fetchall()
     deadline = time.monotonic() + drain_seconds
-    while any(arrivals.get(event_id) is None for event_id, _ in rows):
+    while any(arrivals.get(event_id, subscribers) is None for event_id, _ in rows):
         if time.monotonic() > deadline:
             break
         time.sleep(0.5)
     latencies = []
     for event_id, committed in rows:
-        arrived = arrivals.get(event_id)
+        arrived = arrivals.get(event_id, subscribers)
         if arrived is not None:
             latencies.append(arrived - committed)
     latencies.sort()

@@ -54,7 +54,8 @@ def _extra(name: str, r: Figures) -> str:
             f"{_num(r['hook_p95_s'], '{:.2f}')}/{_num(r['hook_p99_s'], '{:.2f}')} s, "
             f"{r['events']:.0f} events, {r['undelivered']:.0f} late, drained "
             f"{_num(r.get('drain_s'), '{:.1f}')} s after the load; {cpu}, worker CPU "
-            f"{_num(r.get('worker_cpu_ms_per_event'), '{:.2f}')} ms/event"
+            f"{_num(r.get('worker_cpu_ms_per_event'), '{:.2f}')} ms/event "
+            f"({_num(r.get('worker_cpu_ms_per_delivery'), '{:.2f}')} ms/delivery)"
         )
     return cpu if "web_cpu_ms_per_request" in r else ""
 

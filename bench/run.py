@@ -8,7 +8,8 @@ BENCH_USERS users (bench/seed.py), and runs, all on loopback:
   returning the bytes of a real `GET /users/{id}/` response) and bench/ceiling_select.py
   (a bare WSGI app doing one pooled primary-key SELECT on the replica);
 * a Celery worker (every queue) and beat, as `make worker` / `make beat`;
-* a webhook receiver (bench/receiver.py), subscribed to `user.updated`.
+* a webhook receiver (bench/receiver.py), subscribed BENCH_SUBSCRIBERS times to
+  `user.updated`.
 
 Then BENCH_ROUNDS rounds (3); each round runs every selected scenario once, in the order
 below, so the rounds interleave. The app is restarted at the start of each round (fresh
@@ -35,6 +36,7 @@ BENCH_PRIME_USERS (10000: the hottest, primed for warm),
 BENCH_DURATION (10s), BENCH_SIGNUP_DURATION (5s), BENCH_CONNECTIONS (32),
 BENCH_SIGNUP_CONNECTIONS (4), BENCH_THREADS (2), BENCH_ZIPF_S (1.1), BENCH_ROUNDS (3),
 BENCH_WRITE_SHARE (0.05), BENCH_DRAIN_SECONDS (60), WEB_CONCURRENCY (2),
+BENCH_SUBSCRIBERS (1: webhook subscriptions to `user.updated`, each a path of the receiver),
 BENCH_SERVICES_PORT_BASE (27532), BENCH_PORT (18110: the app; ceilings +1, +2; the
 webhook receiver +3), BENCH_ADMIN (1).
 """
@@ -76,6 +78,7 @@ ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 WRITE_SHARE = os.environ.get("BENCH_WRITE_SHARE", "0.05")
 DRAIN_SECONDS = float(os.environ.get("BENCH_DRAIN_SECONDS", "60"))
 WORKERS = os.environ.get("WEB_CONCURRENCY", "2")
+SUBSCRIBERS = int(os.environ.get("BENCH_SUBSCRIBERS", "1"))
 SERVICES_PORT_BASE = os.environ.get("BENCH_SERVICES_PORT_BASE", "27532")
 APP_PORT = int(os.environ.get("BENCH_PORT", "18110"))
 CEILING_PORT, SELECT_PORT, RECEIVER_PORT = APP_PORT + 1, APP_PORT + 2, APP_PORT + 3
@@ -142,7 +145,14 @@ class Bench:
         self.python("manage.py", "migrate", "--noinput", "-v0")
         self.python("manage.py", "collectstatic", "--noinput", "-v0")
         receiver_url = f"http://127.0.0.1:{RECEIVER_PORT}/hook"
-        self.python("bench/seed.py", str(USERS), str(TOKEN_USERS), receiver_url, str(self.work))
+        self.python(
+            "bench/seed.py",
+            str(USERS),
+            str(TOKEN_USERS),
+            receiver_url,
+            str(self.work),
+            str(SUBSCRIBERS),
+        )
         self.fixture = json.loads((self.work / "fixture.json").read_text())
 
     def get(self, port: int, path: str, token: str) -> bytes:
@@ -206,6 +216,7 @@ class Bench:
                     start=started,
                     end=ended,
                     drain_seconds=DRAIN_SECONDS,
+                    subscribers=SUBSCRIBERS,
                 )
             )
             # After the last webhook of the scenario arrived: the backlog is drained.
@@ -213,6 +224,7 @@ class Bench:
             delivered = figures["events"] - figures["undelivered"]
             worker_cpu = session_cpu_seconds(self.worker_session) - worker_cpu
             figures["worker_cpu_ms_per_event"] = 1000 * worker_cpu / max(delivered, 1)
+            figures["worker_cpu_ms_per_delivery"] = figures["worker_cpu_ms_per_event"] / SUBSCRIBERS
         return figures
 
     def cpu(self) -> tuple[float, float]:

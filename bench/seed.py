@@ -50,11 +50,12 @@ STAFF_EMAIL = "bench-staff@example.com"
 
 def main() -> None:
     """Seed everything and write the files the load generator reads."""
-    count, token_users, webhook_url, out = (
+    count, token_users, webhook_url, out, subscribers = (
         int(sys.argv[1]),
         int(sys.argv[2]),
         sys.argv[3],
         Path(sys.argv[4]),
+        int(sys.argv[5]),
     )
     seed_users(count=count, seed=4, log=lambda line: print(f"seed: {line}", flush=True))
     rng = random.Random(4)  # noqa: S311 (test data)
@@ -70,7 +71,8 @@ def main() -> None:
 
     staff = services.user_create(email=STAFF_EMAIL, password=None, is_staff=True)
     _, staff_token = AuthToken.objects.create(user=staff, expiry=timedelta(days=1))
-    webhook_subscription_create(url=webhook_url, topics=["user.updated"])
+    for number in range(subscribers):
+        webhook_subscription_create(url=f"{webhook_url}/{number}", topics=["user.updated"])
     deep_path, deep_first_id, deep_pages = _deep_page(count)
 
     lines = [f"{user_id} {token}" for user_id, token in zip(hot, tokens, strict=True)]
@@ -86,7 +88,10 @@ def main() -> None:
         "hot_token": tokens[0],
     }
     (out / "fixture.json").write_text(json.dumps(fixture))
-    print(f"seeded {count} users, {len(hot)} with tokens, a staff reader and a webhook")
+    print(
+        f"seeded {count} users, {len(hot)} with tokens, a staff reader and "
+        f"{subscribers} webhook subscriptions"
+    )
 
 
 def _copy_tokens(user_ids: list[object]) -> list[str]:

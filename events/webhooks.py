@@ -79,17 +79,22 @@ def webhook_subscription_delete(*, subscription: WebhookSubscription) -> None:
 def webhook_fan_out(event: OutboxEvent) -> None:
     """Event handler: one delivery per active subscription to the event's topic.
 
-    Runs inside event_handle's transaction; the deliveries are enqueued after it commits.
+    Idempotent, and one INSERT for all subscriptions however many there are. Runs inside
+    the transaction that records the event as handled; the deliveries are enqueued after
+    it commits.
     """
-    for subscription in WebhookSubscription.objects.filter(is_active=True):
+    now = timezone.now()
+    existing = set(
+        WebhookDelivery.objects.filter(event=event).values_list("subscription_id", flat=True)
+    )
+    deliveries = WebhookDelivery.objects.bulk_create(
+        WebhookDelivery(subscription=subscription, event=event, next_attempt_at=now)
+        for subscription in WebhookSubscription.objects.filter(is_active=True)
         # Topics are a short JSON list; filtering here works on SQLite and PostgreSQL.
-        if event.topic not in subscription.topics:
-            continue
-        delivery, created = WebhookDelivery.objects.get_or_create(
-            subscription=subscription, event=event, defaults={"next_attempt_at": timezone.now()}
-        )
-        if created:
-            transaction.on_commit(partial(_enqueue_delivery, delivery_id=delivery.pk))
+        if event.topic in subscription.topics and subscription.pk not in existing
+    )
+    for delivery in deliveries:
+        transaction.on_commit(partial(_enqueue_delivery, delivery_id=delivery.pk))
 
 
 def webhook_delivery_retry(*, delivery: WebhookDelivery) -> WebhookDelivery:
