@@ -17,6 +17,9 @@ from events.models import OutboxEvent
 
 logger = logging.getLogger(__name__)
 
+# The handler label of a failure that came before any handler ran.
+ALL_HANDLERS = "all"
+
 
 @shared_task(bind=True, name="events.tasks.handle_event", max_retries=None)
 def handle_event(self: Task, event_id: str, handler_name: str | None = None) -> None:
@@ -26,12 +29,17 @@ def handle_event(self: Task, event_id: str, handler_name: str | None = None) -> 
     but a release may still find such messages queued by the previous one.
     """
     logger.info("handling event %s", event_id)
-    # The event may be newer than anything a replica has replayed.
-    with db_router.use_primary():
-        if handler_name is None:
-            failures = services.event_handle_all(event_id=UUID(event_id))
-        else:
-            failures = _handle_one(event_id, handler_name)
+    try:
+        # The event may be newer than anything a replica has replayed.
+        with db_router.use_primary():
+            if handler_name is None:
+                failures = services.event_handle_all(event_id=UUID(event_id))
+            else:
+                failures = _handle_one(event_id, handler_name)
+    except Exception as exc:
+        # Before any handler ran (the database unreachable, say): all of them are owed.
+        metrics.FAILED.labels(_topic(event_id), handler_name or ALL_HANDLERS).inc()
+        failures = {handler_name or ALL_HANDLERS: exc}
     if not failures:
         return
     names = ", ".join(sorted(failures))
@@ -59,11 +67,7 @@ def handle_event(self: Task, event_id: str, handler_name: str | None = None) -> 
 
 
 def _handle_one(event_id: str, handler_name: str) -> dict[str, Exception]:
-    try:
-        services.event_handle(event_id=UUID(event_id), handler_name=handler_name)
-    except Exception as exc:
-        metrics.FAILED.labels(_topic(event_id), handler_name).inc()
-        return {handler_name: exc}
+    services.event_handle(event_id=UUID(event_id), handler_name=handler_name)
     return {}
 
 

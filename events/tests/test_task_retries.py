@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from celery.exceptions import Retry
+from django.db import OperationalError
 
 from events import services
 from events.registry import DependencyDown
@@ -62,3 +63,37 @@ def test_a_dependency_down_keeps_retrying_at_the_ceiling(
         run_after(settings.EVENTS_HANDLER_MAX_RETRIES + 50, DependencyDown("redis"), monkeypatch)
     assert retried[0] <= settings.EVENTS_RETRY_BACKOFF_MAX_SECONDS
     assert retried[0] >= settings.EVENTS_RETRY_BACKOFF_MAX_SECONDS / 2
+
+
+def test_an_event_that_cannot_be_read_is_retried_whole(
+    settings: Any, retried: list[float], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The database unreachable before any handler ran: the task retries, nothing is lost."""
+
+    def unreachable(**_: Any) -> dict[str, Exception]:
+        raise OperationalError("default is unreachable")
+
+    monkeypatch.setattr(services, "event_handle_all", unreachable)
+    handle_event.push_request(id="t-2", retries=0, is_eager=False, called_directly=False)
+    try:
+        with pytest.raises(Retry):
+            handle_event.run("00000000-0000-0000-0000-000000000002")
+    finally:
+        handle_event.pop_request()
+    assert len(retried) == 1
+
+
+def test_failed_handlers_of_a_whole_event_are_retried(
+    settings: Any, retried: list[float], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def one_failed(**_: Any) -> dict[str, Exception]:
+        return {"users.handlers.x": Boom()}
+
+    monkeypatch.setattr(services, "event_handle_all", one_failed)
+    handle_event.push_request(id="t-3", retries=0, is_eager=False, called_directly=False)
+    try:
+        with pytest.raises(Retry):
+            handle_event.run("00000000-0000-0000-0000-000000000003")
+    finally:
+        handle_event.pop_request()
+    assert len(retried) == 1
