@@ -36,10 +36,10 @@ def handle_event(self: Task, event_id: str, handler_name: str | None = None) -> 
                 failures = services.event_handle_all(event_id=UUID(event_id))
             else:
                 failures = _handle_one(event_id, handler_name)
-    except Exception as exc:
+    except Exception as unhandled:
         # Before any handler ran (the database unreachable, say): all of them are owed.
         metrics.FAILED.labels(_topic(event_id), handler_name or ALL_HANDLERS).inc()
-        failures = {handler_name or ALL_HANDLERS: exc}
+        failures = {handler_name or ALL_HANDLERS: unhandled}
     if not failures:
         return
     names = ", ".join(sorted(failures))
