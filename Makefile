@@ -136,6 +136,7 @@ smoke: ## Smoke-test a running instance: make smoke BASE_URL=https://users.examp
 
 # --- Events: Celery worker and beat against `make services-up` ---------------------------
 WORKER_QUEUES ?= events,webhooks,housekeeping
+WORKER_POOL ?= prefork
 WORKER_CONCURRENCY ?= 2
 
 .PHONY: worker beat
@@ -145,7 +146,7 @@ WORKER_CONCURRENCY ?= 2
 worker: $(RUNTIME) ## Celery worker for the events and webhooks queues (WORKER_QUEUES), against .services.env
 	@$(STACK_ENV) && $(BIN)/python manage.py migrate --noinput && \
 	PROMETHEUS_MULTIPROC_DIR=$${PROMETHEUS_MULTIPROC_DIR:-$$(mktemp -d)} \
-	$(BIN)/celery -A config worker -Q $(WORKER_QUEUES) -c $(WORKER_CONCURRENCY)
+	$(BIN)/celery -A config worker -Q $(WORKER_QUEUES) -P $(WORKER_POOL) -c $(WORKER_CONCURRENCY)
 
 beat: $(RUNTIME) ## Celery beat: the outbox sweeper's schedule, against .services.env
 	@$(STACK_ENV) && $(BIN)/celery -A config beat -s $(VENV)/celerybeat-schedule

@@ -32,7 +32,7 @@ def _session(command: list[str], env: dict[str, str], logfile: IO[str]) -> Itera
 
 @contextlib.contextmanager
 def worker_and_beat(env: dict[str, str], work: Path, logfile: IO[str]) -> Iterator[int]:
-    """Worker (WORKER_QUEUES, WORKER_CONCURRENCY as `make worker`) and beat, until the block ends.
+    """Worker (WORKER_QUEUES, WORKER_POOL, WORKER_CONCURRENCY as `make worker`) and beat.
 
     Yields the worker's session id (bench.cpu reads its CPU time). The worker writes its
     metrics to a directory of its own under `work`.
@@ -42,7 +42,8 @@ def worker_and_beat(env: dict[str, str], work: Path, logfile: IO[str]) -> Iterat
     celery = str(BIN / "celery")
     queues = os.environ.get("WORKER_QUEUES", "events,webhooks,housekeeping")
     concurrency = os.environ.get("WORKER_CONCURRENCY", "2")
-    worker = [celery, "-A", "config", "worker", "-Q", queues, "-c", concurrency]
+    pool = os.environ.get("WORKER_POOL", "prefork")
+    worker = [celery, "-A", "config", "worker", "-Q", queues, "-P", pool, "-c", concurrency]
     beat = [celery, "-A", "config", "beat", "-s", str(work / "celerybeat-schedule")]
     worker_env = {**env, "PROMETHEUS_MULTIPROC_DIR": str(metrics)}
     with _session(worker, worker_env, logfile) as session, _session(beat, env, logfile):
