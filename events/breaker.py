@@ -15,7 +15,6 @@ and it survives restarts. The rules are pybreaker's:
 """
 
 from datetime import datetime, timedelta
-from uuid import UUID
 
 from django.conf import settings
 from django.db.models import Case, F, Q, Value, When
@@ -41,17 +40,19 @@ def breaker_allows(*, subscription: WebhookSubscription) -> bool:
     return breaker_state(opened_at=subscription.breaker_opened_at) != OPEN
 
 
-def breaker_record(*, subscription_id: UUID, success: bool) -> None:
+def breaker_record(*, subscription: WebhookSubscription, success: bool) -> None:
     """Count one request's outcome; open or close the breaker accordingly.
 
     One UPDATE, evaluated by the database against the row's current values, so outcomes
-    recorded at once by several workers all count.
+    recorded at once by several workers all count. A success against a breaker that was
+    closed with no failures counted when `subscription` was read writes nothing: the
+    common case costs no statement, and a failure counted meanwhile by another worker
+    stays counted until the next success.
     """
-    rows = WebhookSubscription.objects.filter(pk=subscription_id)
+    rows = WebhookSubscription.objects.filter(pk=subscription.pk)
     if success:
-        rows.exclude(consecutive_failures=0, breaker_opened_at__isnull=True).update(
-            consecutive_failures=0, breaker_opened_at=None
-        )
+        if subscription.consecutive_failures or subscription.breaker_opened_at:
+            rows.update(consecutive_failures=0, breaker_opened_at=None)
         return
     now = timezone.now()
     reset = timedelta(seconds=settings.WEBHOOK_BREAKER_RESET_SECONDS)

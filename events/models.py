@@ -2,7 +2,7 @@
 
 import uuid
 
-from django.db import models
+from django.db import connections, models
 from django.utils import timezone
 
 
@@ -54,6 +54,35 @@ class OutboxEvent(models.Model):
         return self.published_at is not None
 
 
+class HandledEventManager(models.Manager["HandledEvent"]):
+    """Records of handled events, inserted only where absent."""
+
+    def record(self, *, event_id: uuid.UUID, handler: str, using: str) -> bool:
+        """Insert the (event, handler) row unless it exists; whether this call inserted it.
+
+        `INSERT ... ON CONFLICT DO NOTHING` (PostgreSQL and SQLite): a duplicate is not an
+        error, so the caller's transaction needs no savepoint around it. A concurrent
+        insert of the same pair waits for the other transaction, then inserts nothing if
+        it committed, as a plain insert would fail then.
+        """
+        connection = connections[using]
+        fields = self.model._meta
+        values = [
+            fields.get_field("event_id").get_db_prep_save(event_id, connection),
+            handler,
+            fields.get_field("handled_at").get_db_prep_save(timezone.now(), connection),
+        ]
+        table = connection.ops.quote_name(fields.db_table)
+        # The table name is the model's own, quoted; every value is a parameter.
+        sql = (
+            f"INSERT INTO {table} (event_id, handler, handled_at) VALUES (%s, %s, %s) "  # noqa: S608  # nosec B608
+            "ON CONFLICT (event_id, handler) DO NOTHING"
+        )
+        with connection.cursor() as cursor:
+            cursor.execute(sql, values)
+            return bool(cursor.rowcount == 1)
+
+
 class HandledEvent(models.Model):
     """Proof that `handler` has handled `event_id`, written in the handler's transaction.
 
@@ -64,6 +93,8 @@ class HandledEvent(models.Model):
     event_id = models.UUIDField()
     handler = models.CharField(max_length=200)
     handled_at = models.DateTimeField(default=timezone.now)
+
+    objects = HandledEventManager()
 
     class Meta:
         constraints = [

@@ -15,7 +15,7 @@ from typing import Any
 from uuid import UUID
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -190,10 +190,7 @@ def _handle_once(*, event: OutboxEvent, handler_name: str) -> bool:
     """
     handler = registry.resolve(handler_name)
     with transaction.atomic(using=PRIMARY):
-        try:
-            with transaction.atomic(using=PRIMARY):
-                HandledEvent.objects.using(PRIMARY).create(event_id=event.pk, handler=handler_name)
-        except IntegrityError:
+        if not HandledEvent.objects.record(event_id=event.pk, handler=handler_name, using=PRIMARY):
             metrics.SKIPPED.labels(event.topic, handler_name).inc()
             logger.info("event %s already handled by %s", event.pk, handler_name)
             return False

@@ -135,7 +135,7 @@ def webhook_attempt(*, delivery_id: UUID) -> float | None:
         metrics.WEBHOOK_OUTCOMES.labels("breaker_open").inc()
     else:
         outcome = _post(subscription=subscription, event=delivery.event)
-        breaker.breaker_record(subscription_id=subscription.pk, success=outcome.ok)
+        breaker.breaker_record(subscription=subscription, success=outcome.ok)
     return _settle(
         delivery=delivery, outcome=outcome, number=delivery.attempts + 1, claim=claimed_until
     )
