@@ -342,6 +342,9 @@ SPECTACULAR_SETTINGS = {
     ],
 }
 
+# The schema and Swagger UI: to anyone, or (production's default) to staff only.
+API_DOCS_PUBLIC = env.bool("API_DOCS_PUBLIC", default=DEBUG)
+
 # Scrapes of /metrics need `Authorization: Bearer <this>`; empty: loopback clients only.
 METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
 

@@ -26,9 +26,14 @@ status=$(status_of "$BASE_URL/healthz")
 [[ $status == 200 ]] || fail "/healthz answered $status"
 
 # 200 is "ok" or "degraded" (a replica, Redis or the broker down): both serve traffic.
+# The public edge (nginx, the ingress) does not route /readyz: a 404 there says so.
 ready=$("${CURL[@]}" -w '\n%{http_code}' "$BASE_URL/readyz")
-[[ ${ready##*$'\n'} == 200 ]] || fail "/readyz answered ${ready##*$'\n'}: ${ready%$'\n'*}"
-echo "smoke: readiness $(json_field '["status"]' <<<"${ready%$'\n'*}")"
+if [[ ${ready##*$'\n'} == 404 ]]; then
+  echo "smoke: skipped /readyz: not exposed at $BASE_URL (probes reach the pods directly)"
+else
+  [[ ${ready##*$'\n'} == 200 ]] || fail "/readyz answered ${ready##*$'\n'}: ${ready%$'\n'*}"
+  echo "smoke: readiness $(json_field '["status"]' <<<"${ready%$'\n'*}")"
+fi
 
 sign_up() { # email
   "${CURL[@]}" -f -X POST "$BASE_URL/api/v1/users/" "${JSON[@]}" \
@@ -60,8 +65,14 @@ not_found=$("${CURL[@]}" -w '\n%{http_code}' "$BASE_URL/api/v1/users/$other_id/"
 status=$(status_of "$BASE_URL/admin/login/")
 [[ $status == 200 ]] || fail "/admin/login/ answered $status"
 
-"${CURL[@]}" -f "$BASE_URL/api/schema/?format=json" | json_field '["openapi"]' | grep -q '^3\.' \
-  || fail "/api/schema/ is not an OpenAPI 3 document"
+# Production serves the schema to staff only (API_DOCS_PUBLIC=false): this user gets 403.
+schema=$("${CURL[@]}" -w '\n%{http_code}' "$BASE_URL/api/schema/?format=json" "${AUTH[@]}")
+if [[ ${schema##*$'\n'} == 403 ]]; then
+  echo "smoke: /api/schema/ is for staff only here (403 for a user)"
+else
+  json_field '["openapi"]' <<<"${schema%$'\n'*}" | grep -q '^3\.' \
+    || fail "/api/schema/ is not an OpenAPI 3 document"
+fi
 
 if [[ -z ${METRICS_URL:-} ]]; then
   echo "smoke: skipped /metrics: METRICS_URL is not set (set it, and METRICS_TOKEN if required)"

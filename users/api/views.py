@@ -5,6 +5,7 @@ selector, and serializes the result; the rules live in users.services and users.
 from typing import Any, cast
 from uuid import UUID
 
+from django.db.models import QuerySet
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from knox.models import AuthToken
@@ -93,6 +94,15 @@ class UserViewSet(viewsets.GenericViewSet[User]):
         if self.action == "create":
             throttles.append(SignUpThrottle())
         return throttles
+
+    def get_queryset(self) -> QuerySet[User]:
+        """Nothing: the browsable API asks for a queryset to build its filter form.
+
+        The views read through the selectors, never through this; it returns no rows so
+        that nothing can list users through it, and takes no filters so that rendering
+        an error page cannot raise a second error.
+        """
+        return User.objects.none()
 
     def get_object(self) -> User:
         """The user in the URL, if the caller may see it; 404 otherwise."""
