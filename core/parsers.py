@@ -36,7 +36,10 @@ class JSONParser(parsers.JSONParser):
     """DRF's JSON parser; too deeply nested bodies are a 400 `parse_error`."""
 
     def parse(
-        self, stream: Any, media_type: str | None = None, parser_context: Mapping[str, Any] | None = None
+        self,
+        stream: Any,
+        media_type: str | None = None,
+        parser_context: Mapping[str, Any] | None = None,
     ) -> Any:
         """Parse the body, refusing any nesting deeper than MAX_JSON_NESTING_DEPTH."""
         try:

@@ -13,7 +13,9 @@ def run_manage(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     production = {
         key: value
         for key, value in os.environ.items()
-        if not key.startswith(("DJANGO_", "DATABASE_", "REDIS_", "CELERY_", "WEBHOOK_", "API_DOCS_"))
+        if not key.startswith(
+            ("DJANGO_", "DATABASE_", "REDIS_", "CELERY_", "WEBHOOK_", "API_DOCS_")
+        )
     }
     return subprocess.run(
         [sys.executable, "manage.py", *args],
