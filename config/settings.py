@@ -289,6 +289,8 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+    {"NAME": "users.password_validation.MinimumDistinctCharactersValidator"},
+    {"NAME": "users.password_validation.EmailDerivedPasswordValidator"},
 ]
 
 REST_KNOX = {
