@@ -293,6 +293,14 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "users.password_validation.EmailDerivedPasswordValidator"},
 ]
 
+# Failed logins back off (users/login_throttle.py): per client IP and email after a few
+# failures, per email from everywhere after many, waits doubling up to a cap.
+LOGIN_FAILURE_WINDOW_SECONDS = env.int("LOGIN_FAILURE_WINDOW_SECONDS", default=3600)
+LOGIN_FREE_FAILURES_PER_CLIENT = env.int("LOGIN_FREE_FAILURES_PER_CLIENT", default=5)
+LOGIN_FREE_FAILURES_PER_EMAIL = env.int("LOGIN_FREE_FAILURES_PER_EMAIL", default=50)
+LOGIN_BACKOFF_BASE_SECONDS = env.float("LOGIN_BACKOFF_BASE_SECONDS", default=30.0)
+LOGIN_BACKOFF_MAX_SECONDS = env.float("LOGIN_BACKOFF_MAX_SECONDS", default=900.0)
+
 REST_KNOX = {
     "TOKEN_TTL": timedelta(seconds=env.int("AUTH_TOKEN_TTL_SECONDS", default=10 * 3600)),
     "AUTH_HEADER_PREFIX": "Bearer",
@@ -322,7 +330,6 @@ REST_FRAMEWORK = {
         "user": env.str("THROTTLE_USER_RATE", default="1000/minute"),
         "signup": env.str("THROTTLE_SIGNUP_RATE", default="10/hour"),
         "login_ip": env.str("THROTTLE_LOGIN_IP_RATE", default="20/minute"),
-        "login_email": env.str("THROTTLE_LOGIN_EMAIL_RATE", default="5/minute"),
     },
     "NUM_PROXIES": env.int("TRUSTED_PROXY_COUNT", default=0),
 }

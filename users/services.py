@@ -16,9 +16,10 @@ from django.http import HttpRequest
 from django.utils import timezone
 from knox.models import AuthToken
 
-from core.exceptions import InvalidCredentials
+from core.exceptions import InvalidCredentials, Throttled
 from events import registry as topics
 from events.services import event_publish
+from users import login_throttle
 from users.cache import (
     auth_tokens_forget_on_commit,
     user_cache_refresh_on_commit,
@@ -177,10 +178,19 @@ def auth_token_create(
 
     The secret is returned once; only its hash is stored. Inactive users and wrong
     passwords get the same error, so the response does not tell which emails exist.
+    A client backing off after failed attempts (users.login_throttle) is refused before
+    any password check; failures are counted by the `user_login_failed` signal.
     """
-    user = authenticate(request, username=normalize_email(email), password=password)
+    email = normalize_email(email)
+    if request is not None:
+        wait = login_throttle.login_wait(request=request, email=email)
+        if wait is not None:
+            raise Throttled(wait)
+    user = authenticate(request, username=email, password=password)
     if user is None:
         raise InvalidCredentials("Unable to log in with the provided credentials.")
+    if request is not None:
+        login_throttle.login_succeeded(request=request, email=email)
     return AuthToken.objects.create(user=user)
 
 

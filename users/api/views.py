@@ -34,7 +34,7 @@ from users.api.serializers import (
     UserSerializer,
     UserUpdateSerializer,
 )
-from users.api.throttles import LoginEmailThrottle, LoginIPThrottle, SignUpThrottle
+from users.api.throttles import LoginIPThrottle, SignUpThrottle
 from users.authentication import TokenAuthentication
 from users.models import User
 
@@ -180,11 +180,12 @@ class UserViewSet(viewsets.GenericViewSet[User]):
 
 
 class TokenView(APIView):
-    """Log in: email and password for a token. Throttled per client IP and per email."""
+    """Log in: email and password for a token. Throttled per client IP; failed attempts
+    back off per client and email, and per email (users.login_throttle)."""
 
     authentication_classes: list[type[Any]] = []
     permission_classes = [AllowAny]
-    throttle_classes = [LoginIPThrottle, LoginEmailThrottle]
+    throttle_classes = [LoginIPThrottle]
 
     @extend_schema(request=TokenCreateSerializer, responses={200: TokenSerializer})
     def post(self, request: Request) -> Response:
