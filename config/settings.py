@@ -209,6 +209,8 @@ CELERY_TASK_ROUTES = {
     # others: a backlog of handler tasks (after a broker outage, say) must not hold up the
     # outbox sweep that clears it.
     "events.tasks.sweep_outbox": {"queue": "housekeeping"},
+    # Mail, like the event handlers' welcome email; the rest of users.tasks is beat's.
+    "users.tasks.send_email_change_confirmation": {"queue": "events"},
     "users.tasks.*": {"queue": "housekeeping"},
     "events.tasks.*": {"queue": "events"},
 }
@@ -267,6 +269,12 @@ if EVENTS_RETRY_BACKOFF_MAX_SECONDS + CELERY_TASK_TIME_LIMIT >= CELERY_VISIBILIT
     )
 
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="no-reply@localhost")
+# A new email is applied only through the signed link mailed to it: the page the link
+# opens (it POSTs the token to /api/v1/users/confirm-email/), and how long the link lasts.
+EMAIL_CHANGE_CONFIRM_URL = env.str(
+    "EMAIL_CHANGE_CONFIRM_URL", default="http://127.0.0.1:8000/api/v1/users/confirm-email/"
+)
+EMAIL_CHANGE_TOKEN_MAX_AGE = env.int("EMAIL_CHANGE_TOKEN_MAX_AGE", default=24 * 3600)
 if env.str("EMAIL_FILE_PATH", default=""):
     # For django.core.mail.backends.filebased.EmailBackend (the worker tests use it).
     EMAIL_FILE_PATH = env.str("EMAIL_FILE_PATH")

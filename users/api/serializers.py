@@ -123,6 +123,12 @@ class StaffUserUpdateSerializer(UserUpdateSerializer):
     is_staff = serializers.BooleanField(required=False)
 
 
+class EmailConfirmSerializer(StrictSerializer):
+    """The token from the link mailed to a new email address."""
+
+    token = serializers.CharField(max_length=1000)
+
+
 class PasswordSetSerializer(StrictSerializer):
     """A new password, as staff set it for another user."""
 

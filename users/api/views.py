@@ -24,6 +24,7 @@ from users import selectors, services
 from users.api.pagination import UserCursorPagination
 from users.api.permissions import SuperusersChangedOnlyBySuperusers
 from users.api.serializers import (
+    EmailConfirmSerializer,
     PasswordChangeSerializer,
     PasswordSetSerializer,
     SignUpSerializer,
@@ -59,7 +60,13 @@ _user_id = OpenApiParameter("id", OpenApiTypes.UUID, OpenApiParameter.PATH)
     partial_update=extend_schema(
         parameters=[_user_id],
         request=UserUpdateSerializer,
-        description="Users change email and display_name; staff may also change flags.",
+        description=(
+            "Users change email and display_name; staff may also change flags. A new email "
+            "for one's own account is not applied at once: a confirmation link is mailed to "
+            "the new address (`POST /users/confirm-email/` applies it), and the response, "
+            "which still shows the current email, is the same whether or not the address "
+            "is taken. Staff changing another user's email apply it at once."
+        ),
     ),
     destroy=extend_schema(parameters=[_user_id], description="Deactivate (soft delete)."),
 )
@@ -80,7 +87,7 @@ class UserViewSet(viewsets.GenericViewSet[User]):
 
     def get_permissions(self) -> list[BasePermission]:
         """Sign-up is open; the list is staff only; everything else needs a login."""
-        if self.action == "create":
+        if self.action in {"create", "confirm_email"}:
             return [AllowAny()]
         if self.action == "list":
             return [IsAdminUser()]
@@ -140,7 +147,8 @@ class UserViewSet(viewsets.GenericViewSet[User]):
         """Change some fields of a user."""
         user = self.get_object()
         input_class = StaffUserUpdateSerializer if request.user.is_staff else UserUpdateSerializer
-        user = services.user_update(user=user, data=validated(input_class, request.data))
+        data = validated(input_class, request.data)
+        user = services.user_change(user=user, data=data, actor=self._viewer())
         return Response(UserSerializer(user).data)
 
     def destroy(self, request: Request, pk: str) -> Response:
@@ -172,6 +180,21 @@ class UserViewSet(viewsets.GenericViewSet[User]):
             current_password=data.get("current_password"),
             keep_token=request.auth if own and isinstance(request.auth, AuthToken) else None,
         )
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+    @extend_schema(
+        request=EmailConfirmSerializer,
+        responses={204: None},
+        description=(
+            "Apply an email change with the token from the link mailed to the new address. "
+            "Anyone holding the token may use it (it proves access to that mailbox); it "
+            "expires, works once, and the address must still be free."
+        ),
+    )
+    @action(detail=False, methods=["post"], url_path="confirm-email")
+    def confirm_email(self, request: Request) -> Response:
+        """Apply a confirmed email change."""
+        services.user_email_change_confirm(**validated(EmailConfirmSerializer, request.data))
         return Response(status=status.HTTP_204_NO_CONTENT)
 
     def _viewer(self) -> User:
