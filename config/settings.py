@@ -11,6 +11,7 @@ from pathlib import Path
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
+from core.secret_keys import weakness as secret_weakness
 from core.structured_logging import logging_config
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -24,9 +25,16 @@ DEBUG = env.bool("DJANGO_DEBUG", default=False)
 _INSECURE_SECRET_KEY = "django-insecure-development-only-key"  # noqa: S105 (refused below)
 # Empty counts as unset (a blank Secret value must not slip past the check below).
 SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="") or _INSECURE_SECRET_KEY
-if not DEBUG and SECRET_KEY == _INSECURE_SECRET_KEY:
-    # A default key in production would let anyone forge sessions and signed cookies.
-    raise ImproperlyConfigured("DJANGO_SECRET_KEY must be set when DJANGO_DEBUG is off.")
+if not DEBUG:
+    # A default, weak or published key would let anyone forge sessions and signed links.
+    if SECRET_KEY == _INSECURE_SECRET_KEY:
+        raise ImproperlyConfigured("DJANGO_SECRET_KEY must be set when DJANGO_DEBUG is off.")
+    _weakness = secret_weakness(SECRET_KEY, root=BASE_DIR)
+    if _weakness:
+        raise ImproperlyConfigured(
+            f"DJANGO_SECRET_KEY {_weakness}: generate one, e.g. "
+            "python -c 'import secrets; print(secrets.token_urlsafe(50))'."
+        )
 
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
@@ -364,6 +372,10 @@ API_DOCS_PUBLIC = env.bool("API_DOCS_PUBLIC", default=DEBUG)
 
 # Scrapes of /metrics need `Authorization: Bearer <this>`; empty: loopback clients only.
 METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+if METRICS_TOKEN and not DEBUG:
+    _weakness = secret_weakness(METRICS_TOKEN, root=BASE_DIR, min_length=32)
+    if _weakness:
+        raise ImproperlyConfigured(f"METRICS_TOKEN {_weakness}.")
 
 # Request bodies larger than this are refused with 413 before any parsing.
 MAX_REQUEST_BODY_BYTES = env.int("MAX_REQUEST_BODY_BYTES", default=1024 * 1024)
