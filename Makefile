@@ -41,6 +41,10 @@ superuser: $(RUNTIME) ## Create a staff login for `make run` (DJANGO_SUPERUSER_E
 	$(EMBEDDED) $(BIN)/python manage.py createsuperuser $(if $(DJANGO_SUPERUSER_PASSWORD),--noinput)
 
 test: $(DEV) ## Start disposable PostgreSQL primary + replica and Redis, run every test, stop them
+	@# The reverse-proxy test runs Debian's nginx with the repository's config.
+	@command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nginx >/dev/null; \
+	  else echo "nginx missing: sudo apt-get install nginx" >&2; exit 1; fi; }
 	@trap '$(TEST_SERVICES) bash scripts/services.sh down' EXIT; \
 	$(TEST_SERVICES) bash scripts/services.sh up >/dev/null && \
 	set -a && . ./.services.test.env && set +a && \
