@@ -9,6 +9,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import environ
+from csp.constants import NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 
 from core.secret_keys import weakness as secret_weakness
@@ -53,6 +54,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "django_prometheus",
+    "csp",
     "core",
     "users",
     "events",
@@ -64,6 +66,7 @@ MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "core.request_logging.RequestLoggingMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "core.middleware.RequestBodyLimitMiddleware",
     "core.middleware.ReplicaPinMiddleware",
@@ -332,7 +335,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": [
         "rest_framework.renderers.JSONRenderer",
-        "rest_framework.renderers.BrowsableAPIRenderer",
+        "core.renderers.BrowsableAPIRenderer",
     ],
     "DEFAULT_PARSER_CLASSES": ["core.parsers.JSONParser"],
     "DEFAULT_SCHEMA_CLASS": "core.openapi.AutoSchema",
@@ -387,6 +390,27 @@ MAX_JSON_NESTING_DEPTH = env.int("MAX_JSON_NESTING_DEPTH", default=32)
 # --- Security -----------------------------------------------------------------------
 
 CSRF_FAILURE_VIEW = "core.exceptions.csrf_failure"
+# A strict Content-Security-Policy on every response: scripts, styles, fonts and images
+# from this origin only, no inline script or style, no plugins, no framing, no <base>
+# tricks, forms post only here. The admin, the Swagger UI page (its start-up script and
+# style served as files, core/api_docs.py) and the browsable API work under it; the
+# browser tests fail on any violation (browser_tests/test_csp.py). `data:` images are
+# the icons Swagger UI's and the admin's stylesheets embed.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [NONE],
+        "script-src": [SELF],
+        "style-src": [SELF],
+        "img-src": [SELF, "data:"],
+        "font-src": [SELF],
+        "connect-src": [SELF],
+        "manifest-src": [SELF],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+        "base-uri": [NONE],
+        "object-src": [NONE],
+    }
+}
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
 SECURE_REFERRER_POLICY = "same-origin"

@@ -42,7 +42,7 @@ def _is_local_env_file(name: str) -> bool:
 
 def project_files(root: Path) -> list[Path]:
     """Every file of the project under `root`, without local state or local env files."""
-    found = []
+    found: list[Path] = []
     for directory, subdirectories, files in os.walk(root):
         subdirectories[:] = [d for d in subdirectories if d not in _SKIPPED_DIRS]
         found.extend(Path(directory, name) for name in files if not _is_local_env_file(name))

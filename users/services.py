@@ -218,7 +218,12 @@ def user_email_change_confirm(*, token: str) -> User:
         raise invalid from exc
     if not isinstance(payload, dict):
         raise invalid
-    user = User.objects.filter(pk=payload.get("user"), is_active=True).first()
+    user_id = payload.get("user")
+    user = (
+        User.objects.filter(pk=user_id, is_active=True).first()
+        if isinstance(user_id, str)
+        else None
+    )
     if user is None or user.email != payload.get("from"):
         raise invalid
     return user_update(user=user, data={"email": payload["to"]})

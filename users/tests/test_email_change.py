@@ -31,7 +31,7 @@ def patch_email(client: APIClient, user: User, email: str, capture: Any) -> Any:
 
 def mailed_token(to: str) -> str:
     (message,) = [m for m in mail.outbox if m.to == [to]]
-    match = re.search(r"\?token=(\S+)", message.body)
+    match = re.search(r"\?token=(\S+)", str(message.body))
     assert match, message.body
     return unquote(match.group(1))
 
