@@ -222,6 +222,7 @@ CELERY_TASK_ROUTES = {
     "events.tasks.sweep_outbox": {"queue": "housekeeping"},
     # Mail, like the event handlers' welcome email; the rest of users.tasks is beat's.
     "users.tasks.send_email_change_confirmation": {"queue": "events"},
+    "users.tasks.send_email_changed_notice": {"queue": "events"},
     "users.tasks.*": {"queue": "housekeeping"},
     "events.tasks.*": {"queue": "events"},
 }

@@ -207,7 +207,8 @@ def user_email_change_confirm(*, token: str) -> User:
     """Apply the email change a token from `user_email_change_send` names; return the user.
 
     The address's uniqueness is checked again now (by `user_update`): it may have been
-    taken since the link was sent.
+    taken since the link was sent. The old address is told once the change commits, so
+    an owner whose account was taken over this way hears of it.
     """
     invalid = ValidationError({"token": "This link is invalid or has expired."})
     try:
@@ -226,7 +227,28 @@ def user_email_change_confirm(*, token: str) -> User:
     )
     if user is None or user.email != payload.get("from"):
         raise invalid
-    return user_update(user=user, data={"email": payload["to"]})
+    from users.tasks import send_email_changed_notice
+
+    old_email, new_email = user.email, payload["to"]
+    with transaction.atomic():
+        changed = user_update(user=user, data={"email": new_email})
+        transaction.on_commit(
+            lambda: send_email_changed_notice.delay(old_email=old_email, new_email=new_email)
+        )
+    return changed
+
+
+def user_email_changed_notify(*, old_email: str, new_email: str) -> None:
+    """Tell the previous address that the account now uses another one."""
+    send_mail(
+        subject="Your email address was changed",
+        message=(
+            f"Hello,\n\nthe account that used {old_email} now uses {new_email}, confirmed "
+            "from that address.\n\nIf you did not do this, contact support at once.\n"
+        ),
+        from_email=settings.DEFAULT_FROM_EMAIL,
+        recipient_list=[old_email],
+    )
 
 
 def _locked(user: User) -> User:

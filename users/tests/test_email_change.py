@@ -80,6 +80,17 @@ def test_a_free_address_gets_a_link_that_applies_the_change(
     assert confirm(token).status_code == 400
 
 
+def test_the_old_address_is_told_once_the_change_commits(
+    ann: User, eager_celery: None, django_capture_on_commit_callbacks: Any
+) -> None:
+    token = services.email_change_token(user=ann, new_email="fresh@example.com")
+    with django_capture_on_commit_callbacks(execute=True):
+        assert confirm(token).status_code == 204
+    (notice,) = mail.outbox
+    assert notice.to == ["ann@example.com"]
+    assert "fresh@example.com" in notice.body
+
+
 def test_a_taken_address_gets_a_notice_and_no_link(
     ann: User, client_for: Any, eager_celery: None, django_capture_on_commit_callbacks: Any
 ) -> None:
