@@ -29,9 +29,11 @@ WORKDIR /app
 COPY --from=builder /opt/venv /opt/venv
 # Owned by root and read-only to the app user: the process cannot rewrite its own code.
 COPY . .
-# collectstatic needs settings that load; the real key comes from the environment at run
-# time. Compiling now lets the container run with a read-only root filesystem.
-RUN DJANGO_SECRET_KEY=build-only-collectstatic python manage.py collectstatic --noinput -v0 \
+# collectstatic needs settings that load, and they refuse any key written down anywhere:
+# a throwaway random one, used for nothing else. The real key comes from the environment
+# at run time. Compiling now lets the container run with a read-only root filesystem.
+RUN DJANGO_SECRET_KEY="$(python -c 'import secrets; print(secrets.token_urlsafe(50))')" \
+    python manage.py collectstatic --noinput -v0 \
     && python -m compileall -q /app /opt/venv
 USER 10001:10001
 EXPOSE 8000

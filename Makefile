@@ -41,6 +41,10 @@ superuser: $(RUNTIME) ## Create a staff login for `make run` (DJANGO_SUPERUSER_E
 	$(EMBEDDED) $(BIN)/python manage.py createsuperuser $(if $(DJANGO_SUPERUSER_PASSWORD),--noinput)
 
 test: $(DEV) ## Start disposable PostgreSQL primary + replica and Redis, run every test, stop them
+	@# The reverse-proxy test runs Debian's nginx with the repository's config.
+	@command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nginx >/dev/null; \
+	  else echo "nginx missing: sudo apt-get install nginx" >&2; exit 1; fi; }
 	@trap '$(TEST_SERVICES) bash scripts/services.sh down' EXIT; \
 	$(TEST_SERVICES) bash scripts/services.sh up >/dev/null && \
 	set -a && . ./.services.test.env && set +a && \
@@ -113,6 +117,8 @@ K8S_DIRS := deploy/k8s/base $(sort $(wildcard deploy/k8s/overlays/*))
 BASE_URL ?= http://127.0.0.1:$(PORT)
 
 .PHONY: deploy-check smoke
+COMPOSE_SECRET_NAMES := DJANGO_SECRET_KEY METRICS_TOKEN POSTGRES_PASSWORD REPLICATION_PASSWORD GRAFANA_ADMIN_PASSWORD
+COMPOSE_SECRETS := $(foreach name,$(COMPOSE_SECRET_NAMES),$(name)=placeholder-for-validation)
 
 $(DEPLOY_TOOLS): $(RUNTIME) requirements-deploy.txt
 	$(BIN)/pip install --quiet --disable-pip-version-check --require-hashes -r requirements-deploy.txt
@@ -122,8 +128,16 @@ deploy-check: $(DEPLOY_TOOLS) ## hadolint, shellcheck, compose.yaml against the 
 	$(BIN)/hadolint Dockerfile
 	$(BIN)/shellcheck scripts/*.sh deploy/*.sh deploy/compose/*.sh
 	@# The package's `docker-compose` wrapper always exits 0; the binary beside it does not.
-	"$$($(BIN)/python -c 'import compose, pathlib; print(pathlib.Path(compose.__file__).parent / "docker-compose")')" \
-	  -f compose.yaml config --quiet
+	@# compose.yaml has no default secrets: validated with placeholders, and it must refuse
+	@# to render without them.
+	@compose="$$($(BIN)/python -c 'import compose, pathlib; print(pathlib.Path(compose.__file__).parent / "docker-compose")')"; \
+	  echo "docker-compose -f compose.yaml config --quiet"; \
+	  $(COMPOSE_SECRETS) "$$compose" -f compose.yaml config --quiet && \
+	  for secret in $(COMPOSE_SECRET_NAMES); do \
+	    others=$$(printf '%s\n' $(COMPOSE_SECRETS) | grep -v "^$$secret="); \
+	    if env -u "$$secret" $$others "$$compose" -f compose.yaml config --quiet 2>/dev/null; then \
+	      echo "compose.yaml starts without $$secret" >&2; exit 1; fi; \
+	  done
 	@set -euo pipefail; for dir in $(K8S_DIRS); do \
 	  echo "kubectl kustomize $$dir | kubernetes-validate --strict"; \
 	  $(BIN)/kubectl kustomize "$$dir" >$(VENV)/rendered.yaml; \

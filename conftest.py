@@ -53,6 +53,17 @@ def redis_down(settings: Any) -> Iterator[None]:
 
 
 @pytest.fixture
+def eager_celery() -> Iterator[None]:
+    """Run tasks in-process for this test, as `make run` does (no broker needed)."""
+    from config.celery import app as celery_app
+
+    previous = celery_app.conf.task_always_eager
+    celery_app.conf.task_always_eager = True
+    yield
+    celery_app.conf.task_always_eager = previous
+
+
+@pytest.fixture
 def api_client() -> APIClient:
     """An anonymous API client."""
     return APIClient()

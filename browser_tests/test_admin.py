@@ -142,7 +142,7 @@ def test_repeated_failed_logins_are_locked_out(page: Page, screenshots: Path) ->
     email = "nobody-guessing@example.com"
     statuses = [log_in(page, email, f"guess-{number}").status for number in range(8)]
 
-    # THROTTLE_LOGIN_EMAIL_RATE is 5/minute: five tries, then the lockout.
+    # LOGIN_FREE_FAILURES_PER_CLIENT is 5: five tries, then this client backs off.
     assert statuses[:5] == [200] * 5
     assert statuses[5:] == [429] * 3
     expect(page.locator("#login-throttled")).to_contain_text("Too many login attempts")

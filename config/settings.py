@@ -9,8 +9,10 @@ from datetime import timedelta
 from pathlib import Path
 
 import environ
+from csp.constants import NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 
+from core.secret_keys import weakness as secret_weakness
 from core.structured_logging import logging_config
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -24,9 +26,16 @@ DEBUG = env.bool("DJANGO_DEBUG", default=False)
 _INSECURE_SECRET_KEY = "django-insecure-development-only-key"  # noqa: S105 (refused below)
 # Empty counts as unset (a blank Secret value must not slip past the check below).
 SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="") or _INSECURE_SECRET_KEY
-if not DEBUG and SECRET_KEY == _INSECURE_SECRET_KEY:
-    # A default key in production would let anyone forge sessions and signed cookies.
-    raise ImproperlyConfigured("DJANGO_SECRET_KEY must be set when DJANGO_DEBUG is off.")
+if not DEBUG:
+    # A default, weak or published key would let anyone forge sessions and signed links.
+    if SECRET_KEY == _INSECURE_SECRET_KEY:
+        raise ImproperlyConfigured("DJANGO_SECRET_KEY must be set when DJANGO_DEBUG is off.")
+    _weakness = secret_weakness(SECRET_KEY, root=BASE_DIR)
+    if _weakness:
+        raise ImproperlyConfigured(
+            f"DJANGO_SECRET_KEY {_weakness}: generate one, e.g. "
+            "python -c 'import secrets; print(secrets.token_urlsafe(50))'."
+        )
 
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
@@ -45,6 +54,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "django_prometheus",
+    "csp",
     "core",
     "users",
     "events",
@@ -56,6 +66,7 @@ MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "core.request_logging.RequestLoggingMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "core.middleware.RequestBodyLimitMiddleware",
     "core.middleware.ReplicaPinMiddleware",
@@ -210,6 +221,9 @@ CELERY_TASK_ROUTES = {
     # outbox sweep that clears it.
     "events.tasks.sweep_outbox": {"queue": "housekeeping"},
     "events.tasks.purge_expired": {"queue": "housekeeping"},
+    # Mail, like the event handlers' welcome email; the rest of users.tasks is beat's.
+    "users.tasks.send_email_change_confirmation": {"queue": "events"},
+    "users.tasks.send_email_changed_notice": {"queue": "events"},
     "users.tasks.*": {"queue": "housekeeping"},
     "events.tasks.*": {"queue": "events"},
 }
@@ -284,6 +298,12 @@ if EVENTS_RETRY_BACKOFF_MAX_SECONDS + CELERY_TASK_TIME_LIMIT >= CELERY_VISIBILIT
     )
 
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="no-reply@localhost")
+# A new email is applied only through the signed link mailed to it: the page the link
+# opens (it POSTs the token to /api/v1/users/confirm-email/), and how long the link lasts.
+EMAIL_CHANGE_CONFIRM_URL = env.str(
+    "EMAIL_CHANGE_CONFIRM_URL", default="http://127.0.0.1:8000/api/v1/users/confirm-email/"
+)
+EMAIL_CHANGE_TOKEN_MAX_AGE = env.int("EMAIL_CHANGE_TOKEN_MAX_AGE", default=24 * 3600)
 if env.str("EMAIL_FILE_PATH", default=""):
     # For django.core.mail.backends.filebased.EmailBackend (the worker tests use it).
     EMAIL_FILE_PATH = env.str("EMAIL_FILE_PATH")
@@ -306,7 +326,17 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+    {"NAME": "users.password_validation.MinimumDistinctCharactersValidator"},
+    {"NAME": "users.password_validation.EmailDerivedPasswordValidator"},
 ]
+
+# Failed logins back off (users/login_throttle.py): per client IP and email after a few
+# failures, per email from everywhere after many, waits doubling up to a cap.
+LOGIN_FAILURE_WINDOW_SECONDS = env.int("LOGIN_FAILURE_WINDOW_SECONDS", default=3600)
+LOGIN_FREE_FAILURES_PER_CLIENT = env.int("LOGIN_FREE_FAILURES_PER_CLIENT", default=5)
+LOGIN_FREE_FAILURES_PER_EMAIL = env.int("LOGIN_FREE_FAILURES_PER_EMAIL", default=50)
+LOGIN_BACKOFF_BASE_SECONDS = env.float("LOGIN_BACKOFF_BASE_SECONDS", default=30.0)
+LOGIN_BACKOFF_MAX_SECONDS = env.float("LOGIN_BACKOFF_MAX_SECONDS", default=900.0)
 
 REST_KNOX = {
     "TOKEN_TTL": timedelta(seconds=env.int("AUTH_TOKEN_TTL_SECONDS", default=10 * 3600)),
@@ -323,9 +353,9 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": [
         "rest_framework.renderers.JSONRenderer",
-        "rest_framework.renderers.BrowsableAPIRenderer",
+        "core.renderers.BrowsableAPIRenderer",
     ],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["core.parsers.JSONParser"],
     "DEFAULT_SCHEMA_CLASS": "core.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "core.exceptions.exception_handler",
     "DEFAULT_THROTTLE_CLASSES": [
@@ -337,7 +367,6 @@ REST_FRAMEWORK = {
         "user": env.str("THROTTLE_USER_RATE", default="1000/minute"),
         "signup": env.str("THROTTLE_SIGNUP_RATE", default="10/hour"),
         "login_ip": env.str("THROTTLE_LOGIN_IP_RATE", default="20/minute"),
-        "login_email": env.str("THROTTLE_LOGIN_EMAIL_RATE", default="5/minute"),
     },
     "NUM_PROXIES": env.int("TRUSTED_PROXY_COUNT", default=0),
 }
@@ -359,19 +388,50 @@ SPECTACULAR_SETTINGS = {
     ],
 }
 
+# The schema and Swagger UI: to anyone, or (production's default) to staff only.
+API_DOCS_PUBLIC = env.bool("API_DOCS_PUBLIC", default=DEBUG)
+
 # Scrapes of /metrics need `Authorization: Bearer <this>`; empty: loopback clients only.
 METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
 # How often each web and worker process records its CPU, memory and connection pools
 # (core/resource_metrics.py); 0: never.
 METRICS_SAMPLE_SECONDS = env.float("METRICS_SAMPLE_SECONDS", default=5.0)
+if METRICS_TOKEN and not DEBUG:
+    _weakness = secret_weakness(METRICS_TOKEN, root=BASE_DIR, min_length=32)
+    if _weakness:
+        raise ImproperlyConfigured(f"METRICS_TOKEN {_weakness}.")
 
 # Request bodies larger than this are refused with 413 before any parsing.
 MAX_REQUEST_BODY_BYTES = env.int("MAX_REQUEST_BODY_BYTES", default=1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_REQUEST_BODY_BYTES
+# JSON bodies nesting deeper than this are a 400 parse error (core/parsers.py); no
+# operation of the API takes more than a few levels.
+MAX_JSON_NESTING_DEPTH = env.int("MAX_JSON_NESTING_DEPTH", default=32)
 
 # --- Security -----------------------------------------------------------------------
 
 CSRF_FAILURE_VIEW = "core.exceptions.csrf_failure"
+# A strict Content-Security-Policy on every response: scripts, styles, fonts and images
+# from this origin only, no inline script or style, no plugins, no framing, no <base>
+# tricks, forms post only here. The admin, the Swagger UI page (its start-up script and
+# style served as files, core/api_docs.py) and the browsable API work under it; the
+# browser tests fail on any violation (browser_tests/test_csp.py). `data:` images are
+# the icons Swagger UI's and the admin's stylesheets embed.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [NONE],
+        "script-src": [SELF],
+        "style-src": [SELF],
+        "img-src": [SELF, "data:"],
+        "font-src": [SELF],
+        "connect-src": [SELF],
+        "manifest-src": [SELF],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+        "base-uri": [NONE],
+        "object-src": [NONE],
+    }
+}
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
 SECURE_REFERRER_POLICY = "same-origin"

@@ -39,6 +39,17 @@ class InvalidCredentials(ApplicationError):
     code = "invalid_credentials"
 
 
+class Throttled(ApplicationError):
+    """Too many attempts: try again in `wait` seconds (429 with Retry-After)."""
+
+    status_code = 429
+    code = "throttled"
+
+    def __init__(self, wait: float) -> None:
+        super().__init__("Request was throttled.")
+        self.wait = wait
+
+
 def error_body(*, code: str, message: str, fields: dict[str, Any] | None = None) -> dict:
     """Build the stable error body."""
     error: dict[str, Any] = {"code": code, "message": message}
@@ -63,6 +74,8 @@ class _ApplicationAPIException(drf_exceptions.APIException):
 def _as_drf_exception(exc: Exception) -> Exception:
     if isinstance(exc, DjangoValidationError):
         return drf_exceptions.ValidationError(detail=as_serializer_error(exc))
+    if isinstance(exc, Throttled):
+        return drf_exceptions.Throttled(wait=exc.wait)
     if isinstance(exc, ApplicationError):
         return _ApplicationAPIException(exc)
     if isinstance(exc, Http404):

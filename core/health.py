@@ -25,6 +25,7 @@ from django.http import HttpRequest, JsonResponse
 from kombu import Connection
 
 from core.exceptions import error_body, error_response
+from core.metrics import may_scrape
 from core.postgres import probe_conninfo
 
 # libpq ignores connect timeouts under 2 seconds; the overall deadline below is shorter.
@@ -159,7 +160,12 @@ def run_checks(checks: list[Check], timeout: float) -> dict[str, dict[str, Any]]
 
 @_get_only
 def readyz(request: HttpRequest) -> JsonResponse:
-    """Readiness: 200 "ok" or "degraded" while the primary answers, else 503."""
+    """Readiness: 200 "ok" or "degraded" while the primary answers, else 503.
+
+    Which dependency is down, how slow each is and its error text are for operators
+    only (the clients /metrics serves); anyone else gets the status alone, which is all a
+    probe reads.
+    """
     checks = configured_checks()
     results = run_checks(checks, settings.HEALTH_CHECK_TIMEOUT)
     critical_down = [c.name for c in checks if c.critical and results[c.name]["status"] != "ok"]
@@ -167,6 +173,12 @@ def readyz(request: HttpRequest) -> JsonResponse:
         body = error_body(
             code="not_ready", message=f"Not ready: {', '.join(critical_down)} unreachable."
         )
+        if not may_scrape(request):
+            body = error_body(code="not_ready", message="Not ready.")
+            return JsonResponse({**body, "status": "unavailable"}, status=503)
         return JsonResponse({**body, "status": "unavailable", "checks": results}, status=503)
     degraded = any(result["status"] != "ok" for result in results.values())
-    return JsonResponse({"status": "degraded" if degraded else "ok", "checks": results})
+    status = "degraded" if degraded else "ok"
+    if not may_scrape(request):
+        return JsonResponse({"status": status})
+    return JsonResponse({"status": status, "checks": results})

@@ -58,12 +58,13 @@ def scrape_registry() -> Collector:
 
 def metrics(request: HttpRequest) -> HttpResponse:
     """Serve the metrics of this process (or of all workers, in multiprocess mode)."""
-    if not _may_scrape(request):
+    if not may_scrape(request):
         return error_response(status=403, code="permission_denied", message="Metrics are private.")
     return HttpResponse(generate_latest(scrape_registry()), content_type=CONTENT_TYPE_LATEST)
 
 
-def _may_scrape(request: HttpRequest) -> bool:
+def may_scrape(request: HttpRequest) -> bool:
+    """True for a scraper: the METRICS_TOKEN bearer, or with no token a direct loopback client."""
     if settings.METRICS_TOKEN:
         presented = request.headers.get("Authorization", "")
         expected = f"Bearer {settings.METRICS_TOKEN}"

@@ -8,9 +8,11 @@ from django.contrib import admin, messages
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.contrib.admin.utils import unquote
 from django.contrib.admin.views.main import ChangeList
+from django.contrib.auth import admin as auth_admin
 from django.contrib.auth import forms as auth_forms
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.contrib.auth.forms import BaseUserCreationForm
+from django.contrib.auth.models import Group
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
@@ -28,6 +30,8 @@ BULK_ACTION_LIMIT = 1000
 # timestamps nobody reads there) is never fetched for it.
 CHANGELIST_FIELDS = ("id", "email", "display_name", "is_active", "is_staff", "date_joined")
 SELF_DEACTIVATION = "You cannot deactivate yourself."
+# What makes a user more powerful than staff: only superusers may change these.
+PRIVILEGE_FIELDS = ("is_superuser", "groups", "user_permissions")
 # Pages are OFFSET queries: page 5,000 of a million users reads 500,000 index entries first
 # (seconds). Past this page staff narrow the list with a search or a filter instead.
 MAX_PAGES = 100
@@ -137,11 +141,24 @@ class UserAdmin(DjangoUserAdmin):
         return selectors.user_search(queryset=queryset, term=search_term), False
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
-        """Only superusers may grant or remove superuser status."""
+        """Only superusers may grant or remove superuser status, groups and permissions.
+
+        Read-only fields are left out of the form, so whatever a POST says about them is
+        ignored: a staff member holding only `change_user` cannot hand himself (or an
+        accomplice) every permission through his own change form.
+        """
         readonly = tuple(super().get_readonly_fields(request, obj))
         if not request.user.is_superuser:
-            readonly += ("is_superuser",)
+            readonly += PRIVILEGE_FIELDS
         return readonly
+
+    def save_related(
+        self, request: HttpRequest, form: forms.ModelForm, formsets: Any, change: bool
+    ) -> None:
+        """Groups and permissions are saved only for superusers, whatever the form held."""
+        if not request.user.is_superuser and any(f in form.fields for f in PRIVILEGE_FIELDS):
+            raise PermissionDenied
+        super().save_related(request, form, formsets, change)
 
     def get_form(
         self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any
@@ -307,3 +324,32 @@ class UserAdmin(DjangoUserAdmin):
             return HttpResponseRedirect(change_url)
         verb = "Reactivate" if active else "Deactivate"
         return self._confirmation(request, users=[user], title=f"{verb} {user.email}?", action=None)
+
+
+admin.site.unregister(Group)
+
+
+@admin.register(Group)
+class GroupAdmin(auth_admin.GroupAdmin):
+    """Groups carry permissions, so editing one a user belongs to grants them: superusers
+    only, whatever `auth.*_group` permissions a staff member was given."""
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        """Listed on the index for superusers only."""
+        return bool(request.user.is_superuser)
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        """Superusers only."""
+        return bool(request.user.is_superuser)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        """Superusers only."""
+        return bool(request.user.is_superuser)
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        """Superusers only."""
+        return bool(request.user.is_superuser)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        """Superusers only."""
+        return bool(request.user.is_superuser)

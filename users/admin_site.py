@@ -1,10 +1,10 @@
 """The admin site, with its login form throttled exactly like the API's token endpoint.
 
 The admin login is a password check like `POST /api/v1/auth/token/`, so it gets the same
-limits (THROTTLE_LOGIN_IP_RATE per client IP, THROTTLE_LOGIN_EMAIL_RATE per email) and
-counts against the same counters: alternating between the two doors buys an attacker
-nothing. The counters are DRF's (SimpleRateThrottle, kept in Django's cache), reused here
-rather than re-implemented.
+limits and counts against the same counters: THROTTLE_LOGIN_IP_RATE per client IP (DRF's
+throttle, reused), and the failed-login back-off per client and email and per email
+(users.login_throttle, fed by Django's `user_login_failed` signal, which both doors
+send). Alternating between the two doors buys an attacker nothing.
 """
 
 import math
@@ -13,30 +13,27 @@ from typing import Any
 from django.contrib import admin
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
-from rest_framework.throttling import SimpleRateThrottle
 
-from users.api.throttles import LoginEmailThrottle, LoginIPThrottle
-
-
-class AdminLoginEmailThrottle(LoginEmailThrottle):
-    """Admin login attempts per email; shares the API login's counter."""
-
-    def get_cache_key(self, request: Any, view: Any) -> str | None:
-        """Key by the email typed into the admin's login form (its `username` field)."""
-        return self.key_for_email(request.POST.get("username"))
+from users import login_throttle
+from users.api.throttles import LoginIPThrottle
 
 
 def login_wait(request: HttpRequest) -> float | None:
     """Seconds until this login attempt may be made, or None if it may go ahead.
 
-    Like DRF's view throttling, every limiter counts the attempt, and the longest wait wins.
+    The per-IP limiter counts every attempt, as DRF's view throttling does; the back-off
+    only reads its counters here (failures are counted after the password check).
     """
     waits: list[float] = []
+    ip_throttle = LoginIPThrottle()
     # LoginIPThrottle reads only request.META, which a plain Django request has too.
-    throttles: list[SimpleRateThrottle] = [LoginIPThrottle(), AdminLoginEmailThrottle()]
-    for throttle in throttles:
-        if not throttle.allow_request(request, None):  # type: ignore[arg-type]
-            waits.append(throttle.wait() or 0.0)
+    if not ip_throttle.allow_request(request, None):  # type: ignore[arg-type]
+        waits.append(ip_throttle.wait() or 0.0)
+    email = request.POST.get("username")
+    if email:
+        backoff = login_throttle.login_wait(request=request, email=email)
+        if backoff is not None:
+            waits.append(backoff)
     return max(waits) if waits else None
 
 

@@ -12,14 +12,21 @@ from users.cache import user_cache_invalidate_from_event
 def send_welcome_email(event: OutboxEvent) -> None:
     """user.created: greet the new user at the address they signed up with.
 
+    The text is ours alone: the display name is whatever the sign-up typed, and anyone
+    may sign up with someone else's address, so putting it in the message would let them
+    write to that inbox in our name ("Your account is locked, call ..."). The address it
+    goes to is the one thing the recipient knows.
+
     Runs in the transaction that records the event as handled; if sending raises, that
     record rolls back and the task retries.
     """
     payload = event.payload
-    name = payload.get("display_name") or payload["email"]
     send_mail(
         subject="Welcome",
-        message=f"Hello {name},\n\nyour account is ready. Welcome aboard.\n",
+        message=(
+            f"Hello,\n\nan account for {payload['email']} is ready. Welcome aboard.\n\n"
+            "If you did not sign up, ignore this message.\n"
+        ),
         from_email=settings.DEFAULT_FROM_EMAIL,
         recipient_list=[payload["email"]],
     )

@@ -7,18 +7,23 @@ and its event commit together or not at all.
 """
 
 from typing import Any
+from urllib.parse import urlencode
 
+from django.conf import settings
 from django.contrib.auth import authenticate
 from django.contrib.auth.password_validation import validate_password
+from django.core import signing
 from django.core.exceptions import ValidationError
+from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
 from django.http import HttpRequest
 from django.utils import timezone
 from knox.models import AuthToken
 
-from core.exceptions import InvalidCredentials
+from core.exceptions import InvalidCredentials, Throttled
 from events import registry as topics
 from events.services import event_publish
+from users import login_throttle
 from users.cache import (
     auth_tokens_forget_on_commit,
     user_cache_refresh_on_commit,
@@ -28,6 +33,8 @@ from users.models import User, normalize_email
 # Every field `user_update` may change. Which of them a caller may touch is decided by
 # the caller's role in the API's input serializers and in the admin's forms.
 UPDATABLE_FIELDS = frozenset({"email", "display_name", "is_active", "is_staff", "is_superuser"})
+# Separates email-change tokens from every other value signed with the secret key.
+EMAIL_CHANGE_SALT = "users.email-change"
 
 
 def _email_taken() -> ValidationError:
@@ -114,6 +121,136 @@ def user_update(*, user: User, data: dict[str, Any]) -> User:
     return row
 
 
+def user_change(*, user: User, data: dict[str, Any], actor: User) -> User:
+    """Apply a change `actor` asked for through the API; return the saved row.
+
+    A new email for one's own account is not applied here: a confirmation link goes to
+    the new address (`user_email_change_request`), and the change happens when it is
+    followed (`user_email_change_confirm`). Whether that address is taken is decided
+    out of band, so this answers alike either way and cannot be used to probe which
+    emails have accounts. Staff changing another user's email apply it at once: they can
+    list every user anyway.
+    """
+    if "email" in data and actor.pk == user.pk:
+        data = dict(data)
+        user_email_change_request(user=user, new_email=data.pop("email"))
+    if not data:
+        return _committed(user)
+    return user_update(user=user, data=data)
+
+
+def _committed(user: User) -> User:
+    return User.objects.get(pk=user.pk)
+
+
+def user_email_change_request(*, user: User, new_email: str) -> None:
+    """Mail a link that confirms `new_email` for `user`, once this transaction commits.
+
+    The mail is sent by a task (users.tasks), so the request does the same work whether
+    the address is free, taken or the same as now.
+    """
+    new_email = normalize_email(new_email)
+    if new_email == user.email:
+        return
+    from users.tasks import send_email_change_confirmation
+
+    user_id = str(user.pk)
+    transaction.on_commit(
+        lambda: send_email_change_confirmation.delay(user_id=user_id, new_email=new_email)
+    )
+
+
+def email_change_token(*, user: User, new_email: str) -> str:
+    """A signed, timestamped token naming the user, their current email and the new one.
+
+    Binding the current email makes the token single-use: once the change is applied (or
+    the email changed another way) it no longer matches.
+    """
+    payload = {"user": str(user.pk), "from": user.email, "to": normalize_email(new_email)}
+    return signing.dumps(payload, salt=EMAIL_CHANGE_SALT)
+
+
+def user_email_change_send(*, user_id: str, new_email: str) -> None:
+    """Mail the confirmation link to `new_email`; if the address already has an account,
+    tell its owner instead, and change nothing."""
+    user = User.objects.filter(pk=user_id, is_active=True).first()
+    if user is None or user.email == new_email:
+        return
+    if User.objects.filter(email=new_email).exists():
+        send_mail(
+            subject="Email change not possible",
+            message=(
+                f"Hello,\n\nsomeone asked to move another account to {new_email}, which "
+                "already has an account. Nothing was changed.\n\nIf this was you, sign in "
+                "to the account that uses this address instead.\n"
+            ),
+            from_email=settings.DEFAULT_FROM_EMAIL,
+            recipient_list=[new_email],
+        )
+        return
+    token = email_change_token(user=user, new_email=new_email)
+    link = f"{settings.EMAIL_CHANGE_CONFIRM_URL}?{urlencode({'token': token})}"
+    hours = max(round(settings.EMAIL_CHANGE_TOKEN_MAX_AGE / 3600), 1)
+    send_mail(
+        subject="Confirm your new email address",
+        message=(
+            f"Hello,\n\nto use {new_email} for your account, confirm it within {hours} "
+            f"hour(s):\n\n{link}\n\nIf you did not ask for this, ignore this message; "
+            "nothing changes without it.\n"
+        ),
+        from_email=settings.DEFAULT_FROM_EMAIL,
+        recipient_list=[new_email],
+    )
+
+
+def user_email_change_confirm(*, token: str) -> User:
+    """Apply the email change a token from `user_email_change_send` names; return the user.
+
+    The address's uniqueness is checked again now (by `user_update`): it may have been
+    taken since the link was sent. The old address is told once the change commits, so
+    an owner whose account was taken over this way hears of it.
+    """
+    invalid = ValidationError({"token": "This link is invalid or has expired."})
+    try:
+        payload = signing.loads(
+            token, salt=EMAIL_CHANGE_SALT, max_age=settings.EMAIL_CHANGE_TOKEN_MAX_AGE
+        )
+    except signing.BadSignature as exc:  # SignatureExpired is a BadSignature
+        raise invalid from exc
+    if not isinstance(payload, dict):
+        raise invalid
+    user_id = payload.get("user")
+    user = (
+        User.objects.filter(pk=user_id, is_active=True).first()
+        if isinstance(user_id, str)
+        else None
+    )
+    if user is None or user.email != payload.get("from"):
+        raise invalid
+    from users.tasks import send_email_changed_notice
+
+    old_email, new_email = user.email, payload["to"]
+    with transaction.atomic():
+        changed = user_update(user=user, data={"email": new_email})
+        transaction.on_commit(
+            lambda: send_email_changed_notice.delay(old_email=old_email, new_email=new_email)
+        )
+    return changed
+
+
+def user_email_changed_notify(*, old_email: str, new_email: str) -> None:
+    """Tell the previous address that the account now uses another one."""
+    send_mail(
+        subject="Your email address was changed",
+        message=(
+            f"Hello,\n\nthe account that used {old_email} now uses {new_email}, confirmed "
+            "from that address.\n\nIf you did not do this, contact support at once.\n"
+        ),
+        from_email=settings.DEFAULT_FROM_EMAIL,
+        recipient_list=[old_email],
+    )
+
+
 def _locked(user: User) -> User:
     """The user's row as committed, locked until the transaction ends.
 
@@ -177,10 +314,19 @@ def auth_token_create(
 
     The secret is returned once; only its hash is stored. Inactive users and wrong
     passwords get the same error, so the response does not tell which emails exist.
+    A client backing off after failed attempts (users.login_throttle) is refused before
+    any password check; failures are counted by the `user_login_failed` signal.
     """
-    user = authenticate(request, username=normalize_email(email), password=password)
+    email = normalize_email(email)
+    if request is not None:
+        wait = login_throttle.login_wait(request=request, email=email)
+        if wait is not None:
+            raise Throttled(wait)
+    user = authenticate(request, username=email, password=password)
     if user is None:
         raise InvalidCredentials("Unable to log in with the provided credentials.")
+    if request is not None:
+        login_throttle.login_succeeded(request=request, email=email)
     return AuthToken.objects.create(user=user)
 
 

@@ -53,7 +53,7 @@ FUZZ_SETTINGS = settings(
 
 
 @pytest.fixture(autouse=True)
-def _fuzz_environment(throttle_rates: Callable[..., None]) -> Iterator[None]:
+def _fuzz_environment(throttle_rates: Callable[..., None], settings: Any) -> Iterator[None]:
     """High throttle rates; the test's database connection kept across requests.
 
     Schemathesis calls the WSGI application directly, and Django closes the connection at
@@ -65,8 +65,9 @@ def _fuzz_environment(throttle_rates: Callable[..., None]) -> Iterator[None]:
         user="100000/minute",
         signup="100000/minute",
         login_ip="100000/minute",
-        login_email="100000/minute",
     )
+    settings.LOGIN_FREE_FAILURES_PER_CLIENT = 100000
+    settings.LOGIN_FREE_FAILURES_PER_EMAIL = 100000
     request_started.disconnect(close_old_connections)
     request_finished.disconnect(close_old_connections)
     yield

@@ -7,6 +7,7 @@ time. The multiprocess directory is seeded with a stale file first, which must n
 """
 
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -108,7 +109,7 @@ def gunicorn(tmp_path: Path) -> Iterator[tuple[str, Path, subprocess.Popen]]:
         **inherited,
         "DJANGO_SETTINGS_MODULE": "config.settings",
         "DJANGO_DEBUG": "false",
-        "DJANGO_SECRET_KEY": "gunicorn-test-only",
+        "DJANGO_SECRET_KEY": secrets.token_urlsafe(50),
         "DJANGO_SECURE_SSL_REDIRECT": "false",
         "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
         "DATABASE_REPLICA_URLS": "",

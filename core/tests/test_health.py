@@ -173,3 +173,29 @@ def test_sqlite_database_check(tmp_path) -> None:
 
     with pytest.raises(ValueError, match="no readiness check"):
         check_database({"ENGINE": "django.db.backends.mysql", "NAME": "x"}, 1.0)
+
+
+@pytest.mark.parametrize(
+    "client_kwargs",
+    [{"REMOTE_ADDR": "203.0.113.9"}, {"HTTP_X_FORWARDED_FOR": "203.0.113.9"}],
+    ids=["remote", "proxied"],
+)
+def test_readiness_details_are_for_operators_only(
+    ready_settings, monkeypatch, refused_port, client_kwargs
+) -> None:
+    assert Client().get("/readyz", **client_kwargs).json() == {"status": "ok"}
+    primary = {**ready_settings.DATABASES["default"], "PORT": str(refused_port)}
+    monkeypatch.setitem(ready_settings.DATABASES, "default", primary)
+    response = Client().get("/readyz", **client_kwargs)
+    assert response.status_code == 503
+    body = response.json()
+    assert "checks" not in body
+    assert "database" not in body["error"]["message"]
+
+
+def test_readiness_details_for_the_metrics_token(ready_settings) -> None:
+    ready_settings.METRICS_TOKEN = "operators-" + "k" * 30
+    anonymous = Client().get("/readyz")
+    assert "checks" not in anonymous.json()
+    operator = Client().get("/readyz", HTTP_AUTHORIZATION=f"Bearer {ready_settings.METRICS_TOKEN}")
+    assert set(operator.json()["checks"]) >= {"database", "redis"}

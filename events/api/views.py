@@ -2,6 +2,7 @@
 
 from uuid import UUID
 
+from django.db.models import QuerySet
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import status, viewsets
@@ -43,6 +44,11 @@ class WebhookSubscriptionViewSet(viewsets.GenericViewSet[WebhookSubscription]):
         "[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
     )
     http_method_names = ["get", "post", "patch", "delete", "head", "options"]
+
+    def get_queryset(self) -> QuerySet[WebhookSubscription]:
+        """Nothing: the browsable API asks for a queryset to build its filter form; the
+        views read through the selectors."""
+        return WebhookSubscription.objects.none()
 
     def get_object(self) -> WebhookSubscription:
         """The subscription in the URL, or 404."""

@@ -62,15 +62,6 @@ def wait_for(check: Callable[[], Any], *, timeout: float = 20.0, what: str = "co
         time.sleep(0.05)
 
 
-@pytest.fixture
-def eager_celery() -> Iterator[None]:
-    """Run tasks in-process for this test, as `make run` does (no broker needed)."""
-    previous = celery_app.conf.task_always_eager
-    celery_app.conf.task_always_eager = True
-    yield
-    celery_app.conf.task_always_eager = previous
-
-
 class Worker:
     """A `celery worker -B` subprocess in its own process group."""
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from rest_framework import serializers
 
-from users.models import User
+from users.models import User, normalize_email, validate_visible_text
 
 
 class UserSerializer(serializers.ModelSerializer[User]):
@@ -64,6 +64,29 @@ class StrictSerializer(serializers.Serializer[Any]):
         return super().to_internal_value(data)
 
 
+class EmailField(serializers.EmailField):
+    """An email in its canonical form (users.models.normalize_email), validated after
+    normalizing, and refused if it holds invisible characters."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.validators.append(validate_visible_text)
+
+    def to_internal_value(self, data: Any) -> str:
+        """The canonical form, which the validators then check."""
+        return normalize_email(super().to_internal_value(data))
+
+
+def _email_field(**kwargs: Any) -> EmailField:
+    return EmailField(max_length=254, **kwargs)
+
+
+def _display_name_field() -> serializers.CharField:
+    return serializers.CharField(
+        max_length=150, required=False, allow_blank=True, validators=[validate_visible_text]
+    )
+
+
 def _password_field() -> serializers.CharField:
     """A write-only password input, taken exactly as typed (no trimming)."""
     return serializers.CharField(
@@ -74,9 +97,9 @@ def _password_field() -> serializers.CharField:
 class SignUpSerializer(StrictSerializer):
     """Sign-up by anyone: the new user is neither staff nor inactive."""
 
-    email = serializers.EmailField(max_length=254)
+    email = _email_field()
     password = _password_field()
-    display_name = serializers.CharField(max_length=150, required=False, allow_blank=True)
+    display_name = _display_name_field()
 
 
 class StaffUserCreateSerializer(SignUpSerializer):
@@ -89,8 +112,8 @@ class StaffUserCreateSerializer(SignUpSerializer):
 class UserUpdateSerializer(StrictSerializer):
     """What a user may change about themselves."""
 
-    email = serializers.EmailField(max_length=254, required=False)
-    display_name = serializers.CharField(max_length=150, required=False, allow_blank=True)
+    email = _email_field(required=False)
+    display_name = _display_name_field()
 
 
 class StaffUserUpdateSerializer(UserUpdateSerializer):
@@ -98,6 +121,12 @@ class StaffUserUpdateSerializer(UserUpdateSerializer):
 
     is_active = serializers.BooleanField(required=False)
     is_staff = serializers.BooleanField(required=False)
+
+
+class EmailConfirmSerializer(StrictSerializer):
+    """The token from the link mailed to a new email address."""
+
+    token = serializers.CharField(max_length=1000)
 
 
 class PasswordSetSerializer(StrictSerializer):
@@ -115,7 +144,7 @@ class PasswordChangeSerializer(PasswordSetSerializer):
 class TokenCreateSerializer(StrictSerializer):
     """Login credentials."""
 
-    email = serializers.EmailField(max_length=254)
+    email = _email_field()
     password = _password_field()
 
 

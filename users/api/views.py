@@ -5,6 +5,7 @@ selector, and serializes the result; the rules live in users.services and users.
 from typing import Any, cast
 from uuid import UUID
 
+from django.db.models import QuerySet
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from knox.models import AuthToken
@@ -23,6 +24,7 @@ from users import selectors, services
 from users.api.pagination import UserCursorPagination
 from users.api.permissions import SuperusersChangedOnlyBySuperusers
 from users.api.serializers import (
+    EmailConfirmSerializer,
     PasswordChangeSerializer,
     PasswordSetSerializer,
     SignUpSerializer,
@@ -33,7 +35,7 @@ from users.api.serializers import (
     UserSerializer,
     UserUpdateSerializer,
 )
-from users.api.throttles import LoginEmailThrottle, LoginIPThrottle, SignUpThrottle
+from users.api.throttles import LoginIPThrottle, SignUpThrottle
 from users.authentication import TokenAuthentication
 from users.models import User
 
@@ -58,7 +60,13 @@ _user_id = OpenApiParameter("id", OpenApiTypes.UUID, OpenApiParameter.PATH)
     partial_update=extend_schema(
         parameters=[_user_id],
         request=UserUpdateSerializer,
-        description="Users change email and display_name; staff may also change flags.",
+        description=(
+            "Users change email and display_name; staff may also change flags. A new email "
+            "for one's own account is not applied at once: a confirmation link is mailed to "
+            "the new address (`POST /users/confirm-email/` applies it), and the response, "
+            "which still shows the current email, is the same whether or not the address "
+            "is taken. Staff changing another user's email apply it at once."
+        ),
     ),
     destroy=extend_schema(parameters=[_user_id], description="Deactivate (soft delete)."),
 )
@@ -79,7 +87,7 @@ class UserViewSet(viewsets.GenericViewSet[User]):
 
     def get_permissions(self) -> list[BasePermission]:
         """Sign-up is open; the list is staff only; everything else needs a login."""
-        if self.action == "create":
+        if self.action in {"create", "confirm_email"}:
             return [AllowAny()]
         if self.action == "list":
             return [IsAdminUser()]
@@ -93,6 +101,15 @@ class UserViewSet(viewsets.GenericViewSet[User]):
         if self.action == "create":
             throttles.append(SignUpThrottle())
         return throttles
+
+    def get_queryset(self) -> QuerySet[User]:
+        """Nothing: the browsable API asks for a queryset to build its filter form.
+
+        The views read through the selectors, never through this; it returns no rows so
+        that nothing can list users through it, and takes no filters so that rendering
+        an error page cannot raise a second error.
+        """
+        return User.objects.none()
 
     def get_object(self) -> User:
         """The user in the URL, if the caller may see it; 404 otherwise."""
@@ -130,7 +147,8 @@ class UserViewSet(viewsets.GenericViewSet[User]):
         """Change some fields of a user."""
         user = self.get_object()
         input_class = StaffUserUpdateSerializer if request.user.is_staff else UserUpdateSerializer
-        user = services.user_update(user=user, data=validated(input_class, request.data))
+        data = validated(input_class, request.data)
+        user = services.user_change(user=user, data=data, actor=self._viewer())
         return Response(UserSerializer(user).data)
 
     def destroy(self, request: Request, pk: str) -> Response:
@@ -164,17 +182,33 @@ class UserViewSet(viewsets.GenericViewSet[User]):
         )
         return Response(status=status.HTTP_204_NO_CONTENT)
 
+    @extend_schema(
+        request=EmailConfirmSerializer,
+        responses={204: None},
+        description=(
+            "Apply an email change with the token from the link mailed to the new address. "
+            "Anyone holding the token may use it (it proves access to that mailbox); it "
+            "expires, works once, and the address must still be free."
+        ),
+    )
+    @action(detail=False, methods=["post"], url_path="confirm-email")
+    def confirm_email(self, request: Request) -> Response:
+        """Apply a confirmed email change."""
+        services.user_email_change_confirm(**validated(EmailConfirmSerializer, request.data))
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
     def _viewer(self) -> User:
         # Only reached behind IsAuthenticated, where the user is never AnonymousUser.
         return cast(User, self.request.user)
 
 
 class TokenView(APIView):
-    """Log in: email and password for a token. Throttled per client IP and per email."""
+    """Log in: email and password for a token. Throttled per client IP; failed attempts
+    back off per client and email, and per email (users.login_throttle)."""
 
     authentication_classes: list[type[Any]] = []
     permission_classes = [AllowAny]
-    throttle_classes = [LoginIPThrottle, LoginEmailThrottle]
+    throttle_classes = [LoginIPThrottle]
 
     @extend_schema(request=TokenCreateSerializer, responses={200: TokenSerializer})
     def post(self, request: Request) -> Response:

@@ -32,7 +32,16 @@ def test_welcome_email_goes_to_the_new_address() -> None:
     handlers.send_welcome_email(event_for(user, "user.created"))
     (message,) = mail.outbox
     assert message.to == ["ann@example.com"]
-    assert "Ann" in message.body
+    assert "ann@example.com" in message.body
+
+
+def test_welcome_email_carries_no_text_the_sign_up_chose() -> None:
+    bait = "Your account is locked. Call +1 555 0100 at once"
+    user = UserFactory.create(email="ann@example.com", display_name=bait)
+    handlers.send_welcome_email(event_for(user, "user.created"))
+    (message,) = mail.outbox
+    assert bait not in message.body
+    assert bait not in message.subject
 
 
 # Committed for real: nothing is cached inside a transaction.

@@ -6,6 +6,9 @@ from django.core.management import call_command
 from django.test import Client
 from openapi_spec_validator import validate
 
+from core.tests.test_owasp_api import production_setting
+from users.tests.factories import UserFactory
+
 pytestmark = pytest.mark.django_db
 
 
@@ -36,3 +39,27 @@ def test_docs_page_is_served_without_a_cdn() -> None:
 
 def test_schema_generates_without_warnings(tmp_path) -> None:
     call_command("spectacular", "--fail-on-warn", "--validate", "--file", str(tmp_path / "s.yaml"))
+
+
+def test_docs_page_has_no_inline_script_or_style() -> None:
+    page = Client().get("/api/docs/").content.decode()
+    assert "<style" not in page
+    assert "<script>" not in page  # every script has a src
+    script = Client().get("/api/docs/?script=")
+    assert script.status_code == 200
+    assert script["Content-Type"].startswith("application/javascript")
+
+
+@pytest.mark.parametrize("path", ["/api/schema/", "/api/schema/?format=json", "/api/docs/"])
+def test_schema_and_docs_are_staff_only_unless_public(path: str, settings, client_for) -> None:
+    settings.API_DOCS_PUBLIC = False
+    assert Client().get(path).status_code in {401, 403}
+    assert client_for(UserFactory.create()).get(path).status_code == 403
+    assert client_for(UserFactory.create(is_staff=True)).get(path).status_code == 200
+    session = Client()
+    session.force_login(UserFactory.create(is_staff=True))
+    assert session.get(path).status_code == 200
+
+
+def test_production_settings_keep_the_docs_for_staff() -> None:
+    assert production_setting("API_DOCS_PUBLIC") is False

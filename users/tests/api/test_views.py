@@ -456,11 +456,11 @@ class TestTokens:
         api_client.credentials(HTTP_AUTHORIZATION=header)
         assert_error(api_client.get("/api/v1/users/me/"), 401, "authentication_failed")
 
-    def test_login_is_throttled_per_email_across_ips(
-        self, api_client: APIClient, throttle_rates: Any
+    def test_login_backs_off_per_email_across_ips(
+        self, api_client: APIClient, settings: Any
     ) -> None:
         UserFactory.create(email="ann@example.com")
-        throttle_rates(login_email="3/minute")
+        settings.LOGIN_FREE_FAILURES_PER_EMAIL = 3
         body = {"email": "ann@example.com", "password": "wrong"}
         for i in range(3):
             response = api_client.post(
