@@ -31,6 +31,7 @@ _SKIPPED_DIRS = frozenset(
         ".ruff_cache",
         ".pytest_cache",
         ".hypothesis",
+        "cdk.out",
     }
 )
 _MAX_FILE_BYTES = 2 * 1024 * 1024
@@ -44,7 +45,10 @@ def project_files(root: Path) -> list[Path]:
     """Every file of the project under `root`, without local state or local env files."""
     found: list[Path] = []
     for directory, subdirectories, files in os.walk(root):
-        subdirectories[:] = [d for d in subdirectories if d not in _SKIPPED_DIRS]
+        # Named virtualenvs (`make ... VENV=.venv-runtime`) are local state too.
+        subdirectories[:] = [
+            d for d in subdirectories if d not in _SKIPPED_DIRS and not d.startswith(".venv")
+        ]
         found.extend(Path(directory, name) for name in files if not _is_local_env_file(name))
     return found
 

@@ -135,7 +135,8 @@ def test_every_secret_literal_in_the_repository_would_be_refused() -> None:
             continue
         for match in _SECRET_LITERAL.finditer(text):
             value = match.group(1) or match.group(2)
-            if value and not value.startswith(("<", "$", "secrets.", "(")):
+            # A call (a secrets manager reference, say) is code, not a written-down value.
+            if value and not value.startswith(("<", "$", "secrets.")) and "(" not in value:
                 found.add(value)
     # The image leaves docs, deploy files and tests out: what it must still refuse is
     # either too weak on its face or listed in core/published_secrets.txt, which it ships.
