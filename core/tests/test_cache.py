@@ -40,6 +40,7 @@ def versioned_cache(*, local_ttl: Callable[[], float] = lambda: 60.0) -> Version
     """A VersionedCache of its own (a fresh name), 60 s lifetimes, up to 10 local entries."""
     return VersionedCache(
         f"test-{uuid.uuid4().hex}",
+        schema="1",
         ttl=lambda: 60.0,
         negative_ttl=lambda: 60.0,
         local_ttl=local_ttl,
@@ -101,6 +102,7 @@ class TestVersionedCacheWithoutRedis:
         settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
         return VersionedCache(
             f"test-{uuid.uuid4().hex}",
+            schema="1",
             ttl=lambda: 60.0,
             negative_ttl=lambda: 60.0,
             local_ttl=lambda: 60.0,
@@ -166,7 +168,8 @@ class RedisServer:
         self.services_dir = services_dir
         self.port = urlsplit(url).port
         self.primary_port = urlsplit(database_url).port
-        self.client = redis.Redis(port=self.port or 6379, socket_timeout=0.2)
+        self.url = url
+        self.client = redis.Redis.from_url(url, socket_timeout=0.2)
         self.paused = False
 
     def pid(self) -> int:
@@ -191,6 +194,8 @@ class RedisServer:
             [shutil.which("redis-cli") or "redis-cli", "-p", str(self.port), "shutdown", "nosave"],
             check=False,
             capture_output=True,
+            # The instance's password, kept out of the command line.
+            env={**os.environ, "REDISCLI_AUTH": urlsplit(self.url).password or ""},
         )
         self.wait(lambda: not self.alive(), "redis to stop")
 
@@ -380,7 +385,7 @@ def test_local_copies_checked_against_redis_outlive_the_local_ttl(
     assert versioned.get("a", lambda latest: (1, "not loaded")) == "v1"
     assert metric("userservice_cache_hits_total", cache=versioned.name, layer="local") == hits + 1
     # Another process's write, as Redis knows it: this process's copy is now refused.
-    versioned.invalidate_shared("a", version=2)
+    versioned.advance("a", version=2)
     assert versioned.get("a", lambda latest: (2, "v2")) == "v2"
 
 
@@ -390,11 +395,11 @@ def test_replace_keeps_the_newest_committed_value(services: dict[str, str]) -> N
     versioned.replace("a", version=3, data="v3")
     versioned.replace("a", version=2, data="v2")
     # A late durable invalidation of an older version leaves the newer entry alone.
-    versioned.invalidate_shared("a", version=2)
+    versioned.advance("a", version=2)
     versioned.clear_local()  # as another process: Redis alone answers
     assert versioned.get("a", lambda latest: (1, "not loaded")) == "v3"
     # One of a newer version drops it.
-    versioned.invalidate_shared("a", version=4)
+    versioned.advance("a", version=4)
     versioned.clear_local()
     assert versioned.get("a", lambda latest: (4, "v4")) == "v4"
 
