@@ -40,7 +40,15 @@ superuser: $(RUNTIME) ## Create a staff login for `make run` (DJANGO_SUPERUSER_E
 	$(EMBEDDED) $(BIN)/python manage.py migrate --noinput
 	$(EMBEDDED) $(BIN)/python manage.py createsuperuser $(if $(DJANGO_SUPERUSER_PASSWORD),--noinput)
 
-test: $(DEV) ## Start disposable PostgreSQL primary + replica and Redis, run every test, stop them
+# The cache tests run an app server with its clock shifted (faketime, installed here as
+# root, as alerts-check installs promtool).
+FAKETIME := /usr/bin/faketime
+
+$(FAKETIME):
+	@if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends faketime >/dev/null; \
+	else echo "faketime missing: sudo apt-get install faketime" >&2; exit 1; fi
+
+test: $(DEV) $(FAKETIME) ## Start disposable PostgreSQL primary + replica and Redis, run every test, stop them
 	@trap '$(TEST_SERVICES) bash scripts/services.sh down' EXIT; \
 	$(TEST_SERVICES) bash scripts/services.sh up >/dev/null && \
 	set -a && . ./.services.test.env && set +a && \
@@ -122,8 +130,11 @@ deploy-check: $(DEPLOY_TOOLS) ## hadolint, shellcheck, compose.yaml against the 
 	$(BIN)/hadolint Dockerfile
 	$(BIN)/shellcheck scripts/*.sh deploy/*.sh deploy/compose/*.sh
 	@# The package's `docker-compose` wrapper always exits 0; the binary beside it does not.
-	"$$($(BIN)/python -c 'import compose, pathlib; print(pathlib.Path(compose.__file__).parent / "docker-compose")')" \
-	  -f compose.yaml config --quiet
+	@# REDIS_PASSWORD has no default: the file must be valid with one and refused without.
+	compose="$$($(BIN)/python -c 'import compose, pathlib; print(pathlib.Path(compose.__file__).parent / "docker-compose")')"; \
+	REDIS_PASSWORD=deploy-check "$$compose" -f compose.yaml config --quiet && \
+	if REDIS_PASSWORD= "$$compose" -f compose.yaml config --quiet 2>/dev/null; then \
+	  echo "compose.yaml must refuse to start without REDIS_PASSWORD" >&2; exit 1; fi
 	@set -euo pipefail; for dir in $(K8S_DIRS); do \
 	  echo "kubectl kustomize $$dir | kubernetes-validate --strict"; \
 	  $(BIN)/kubectl kustomize "$$dir" >$(VENV)/rendered.yaml; \
