@@ -147,14 +147,12 @@ def test_no_project_module_unpickles() -> None:
     # Whatever Redis or the broker holds is only ever read as JSON: no pickle, no
     # modules that wrap it, anywhere outside the tests.
     unpicklers = re.compile(r"^\s*(import|from)\s+(pickle|cPickle|dill|shelve|jsonpickle)\b", re.M)
-    tracked = subprocess.run(
-        ["git", "ls-files", "*.py"], cwd=ROOT, capture_output=True, text=True, check=True
-    ).stdout.split()
-    offenders = [
-        name
-        for name in tracked
-        if not {"tests", "browser_tests"} & set(Path(name).parts)
-        and unpicklers.search((ROOT / name).read_text())
+    skipped = {"tests", "browser_tests", "staticfiles", "artifacts"}
+    sources = [
+        path.relative_to(ROOT)
+        for path in ROOT.rglob("*.py")
+        if not any(part.startswith(".") or part in skipped for part in path.relative_to(ROOT).parts)
     ]
-    assert tracked
+    assert Path("core/cache.py") in sources
+    offenders = [str(name) for name in sources if unpicklers.search((ROOT / name).read_text())]
     assert offenders == []
