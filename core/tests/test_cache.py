@@ -20,7 +20,7 @@ from django.db import connection
 from prometheus_client import REGISTRY
 from rest_framework.test import APIClient
 
-from core.cache import VersionedCache, redis_guard
+from core.cache import RedisUnavailable, VersionedCache, redis_guard
 from users import services as user_services
 from users.cache import user_cache
 from users.models import User
@@ -92,6 +92,34 @@ class TestResilientBackendWithoutRedis:
         assert metric("userservice_redis_breaker_open") == 1
         # Only the failures that opened it reached the network.
         assert metric("userservice_redis_errors_total") - errors == FAIL_MAX
+
+    def test_every_redis_operation_goes_through_the_breaker(self) -> None:
+        for _ in range(FAIL_MAX):
+            cache.get("key")
+        assert redis_guard.is_open
+        errors = metric("userservice_redis_errors_total")
+        client = cache.redis_client()  # type: ignore[attr-defined]
+        redis_only: list[Callable[[], Any]] = [
+            lambda: cache.ttl("key"),  # type: ignore[attr-defined]
+            lambda: cache.expire("key", 10),  # type: ignore[attr-defined]
+            lambda: cache.persist("key"),  # type: ignore[attr-defined]
+            lambda: cache.delete_pattern("key*"),  # type: ignore[attr-defined]
+            lambda: cache.keys("*"),  # type: ignore[attr-defined]
+            lambda: cache.lock("key", timeout=1).acquire(blocking=False),  # type: ignore[attr-defined]
+            lambda: client.pipeline().set("a", 1).get("a").execute(),
+            lambda: client.register_script("return 1")(keys=[], args=[]),
+            lambda: client.mget(["a", "b"]),
+        ]
+        for operation in redis_only:
+            with pytest.raises(RedisUnavailable):
+                operation()
+        # Those with a process-local equivalent answer from it.
+        cache.set("counter", 5)
+        assert cache.decr("counter") == 4
+        assert cache.incr("counter") == 5
+        assert cache.touch("counter", 10) is True
+        # Skipped, not attempted: no network call while the breaker is open.
+        assert metric("userservice_redis_errors_total") == errors
 
 
 class TestVersionedCacheWithoutRedis:

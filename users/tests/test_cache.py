@@ -4,6 +4,7 @@ negative entries, stampedes, cached tokens and revocation (also while Redis hold
 other app servers (one with its clock 5 s ahead), two releases' schemas side by side,
 the read-only principal, and values planted in Redis."""
 
+import inspect
 import json
 import pickle
 import threading
@@ -25,7 +26,9 @@ from rest_framework.test import APIClient
 
 from core import db_router
 from core.cache import VersionedCache, redis_guard
+from users import cache as users_cache_module
 from users import services as user_services
+from users.api.serializers import UserSerializer
 from users.api.throttles import LoginEmailThrottle, LoginIPThrottle
 from users.authentication import TokenAuthentication
 from users.cache import (
@@ -513,6 +516,25 @@ class TestAnotherProcess:
         assert after["data"]["display_name"] == "Changed here"
         assert after["queries"] == 0
         assert peer(f"get {user.pk}")["queries"] == 0
+
+
+class TestRecord:
+    def test_the_cached_record_is_built_here_and_matches_the_api(
+        self, services: dict[str, str]
+    ) -> None:
+        users = [
+            UserFactory.create(),
+            UserFactory.create(is_staff=True, display_name="Zoë ✓"),
+            UserFactory.create(is_active=False, display_name=""),
+        ]
+        for user in users:
+            entry = user_entry_get(user.pk)
+            assert entry is not None
+            row = User.objects.get(pk=user.pk)
+            assert entry["user"] == UserSerializer(row).data
+            assert (entry["is_superuser"], entry["version"]) == (row.is_superuser, row.version)
+        # Its shape is this module's, not the API layer's.
+        assert "users.api" not in inspect.getsource(users_cache_module)
 
 
 class TestServersWithSkewedClocks:
