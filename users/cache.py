@@ -223,7 +223,7 @@ def auth_token_get(digest: str) -> tuple[AuthToken, Any] | None:
     return token, stamp
 
 
-def _decode_token(digest: str, raw: bytes) -> AuthToken | None:
+def _decode_token(digest: str, raw: bytes | str) -> AuthToken | None:
     try:
         data = json.loads(raw)
         token = AuthToken(
@@ -283,9 +283,9 @@ def auth_tokens_revoke(digests: Iterable[str]) -> None:
     Once the delete commits, the database refuses the tokens; the mark makes every
     process ask it instead of trusting a cached copy, now and after any Redis stall. If
     Redis cannot take the mark within AUTH_REVOCATION_TIMEOUT, this raises
-    RevocationNotRecorded (the API answers 503) and the transaction rolls back: a revocation is never
-    reported done while a cached copy could still be accepted. After commit the marks
-    become tombstones, which refuse the tokens without a query.
+    RevocationNotRecorded (the API answers 503) and the transaction rolls back: a
+    revocation is never reported done while a cached copy could still be accepted. After
+    commit the marks become tombstones, which refuse the tokens without a query.
     """
     keys = [_token_key(digest) for digest in digests]
     if not keys or shared_redis() is None:

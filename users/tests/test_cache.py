@@ -758,7 +758,7 @@ class TestUntrustedValuesInRedis:
         payload, marker = planted
         client = client_for(user)
         assert client.get(url(user)).status_code == 200
-        for key in redis_client.keys("*throttle_user*"):  # type: ignore[union-attr]
+        for key in redis_client.keys("*throttle_user*"):
             redis_client.set(key, payload)
         redis_client.set(cache.make_key(f"db-router:user-pin:{user.pk}"), payload)
         assert client.get(url(user)).status_code == 200
@@ -777,7 +777,7 @@ class TestUntrustedValuesInRedis:
         client = client_for(user)
         expected = client.get(url(user)).json()
         for pattern in ("auth:token:*", f"cache:user:*{user.pk}"):
-            for key in redis_client.keys(pattern):  # type: ignore[union-attr]
+            for key in redis_client.keys(pattern):
                 redis_client.set(key, payload)
         user_cache.clear_local()
         assert client.get(url(user)).json() == expected
