@@ -1,36 +1,32 @@
 """The cache layer: a process-local layer, then Redis, then the database.
 
-Three parts, used by the apps' own cache modules (e.g. users/cache.py):
+Three parts, used by the apps' own cache modules (e.g. users/cache.py); docs/cache.md
+tells the whole story.
 
-* `redis_guard`: every Redis call goes through one circuit breaker per process
-  (pybreaker). Short socket timeouts bound what one failed call costs; after
-  REDIS_BREAKER_FAIL_MAX failures in a row Redis is skipped for
-  REDIS_BREAKER_RESET_TIMEOUT seconds, then one trial call decides whether it is back.
-* `ResilientRedisCache`: the Django cache backend (django-redis) that falls back to a
-  process-local LocMemCache while Redis fails, so throttles keep counting (per process)
-  instead of turning off, which django-redis' IGNORE_EXCEPTIONS would do.
-* `VersionedCache`: read-through cache of plain data keyed by id, with
-  - a bounded local layer whose entries, while Redis answers, are used only if no newer
-    version was committed since (one small GET, or none when the caller read the stamp
-    along with its own keys), for as long as their Redis twins live; while Redis cannot
-    be asked, for USER_LOCAL_CACHE_TTL seconds;
-  - a Redis layer whose entries carry the version (e.g. `updated_at`) of the row they
-    were made from. A write (after commit) stores the committed version as a stamp and
-    the committed row as the entry in one script (`replace`); a durable invalidation
-    (`invalidate_shared`) stamps and drops any older entry. A fill is refused if its row
-    is older than the stamp or than the entry already there. So a reader that loaded the
-    old row (racing the write, or from a lagging replica) can never put it back, whatever
-    the routing; it loads again with `latest=True` (the primary) and serves that instead.
-  - single flight: concurrent misses for one key in a process wait for one load, and a
-    short Redis lock makes other processes wait for that fill instead of loading too;
-  - negative entries for ids that do not exist, short-lived; creating the row stamps a
-    version, which a negative entry (version 0) never passes.
-
-Staleness bounds: while Redis answers, no process serves a version older than the last
-committed write's. While Redis is unreachable, a process sees its own writes at once, and
-another process's writes after at most USER_LOCAL_CACHE_TTL seconds (nothing can tell it
-sooner); invalidations that could not reach Redis are kept and replayed, before Redis is
-read again, once it answers.
+* `GuardedRedis` / `redis_guard`: every Redis command of this process (django-redis,
+  scripts, locks, pipelines) goes through one circuit breaker (pybreaker), because the
+  guard sits in the redis-py client itself. Short socket timeouts bound what one failed
+  call costs; after REDIS_BREAKER_FAIL_MAX failures in a row Redis is skipped for
+  REDIS_BREAKER_RESET_TIMEOUT seconds, then one trial call decides. A failed or skipped
+  command raises RedisUnavailable.
+* `ResilientRedisCache`: the Django cache backend (django-redis). Values are JSON, never
+  pickle, and anything else found in Redis reads as a miss. While Redis fails, the common
+  operations use a process-local LocMemCache, so throttles keep counting (per process).
+* `VersionedCache`: read-through cache of JSON data keyed by id.
+  - Redis holds, per key, a stamp (the version of the last committed write it was told
+    of, shared by every release) and an entry per schema (the data and its version). An
+    entry is served only if it is not older than the stamp; one script stores fills and
+    writes alike, refusing anything older than the stamp or the entry there. So a reader
+    that loaded an old row (racing a write, or from a lagging replica) can never put it
+    back; it loads again from the primary instead.
+  - The local layer keeps decoded entries; one is served only if not older than the
+    stamp (read with the caller's own keys on the hot path, else one GET). While Redis
+    cannot be asked, for USER_LOCAL_CACHE_TTL seconds.
+  - Single flight: concurrent misses of one key in a process wait for one load, and
+    redis-py's lock makes other processes wait for that fill.
+  - Writes: after commit, the committed row is stored (`replace`); if Redis cannot take
+    it, the writing process still refuses older copies (its local stamps), and a durable
+    caller (an event handler) moves the stamp once Redis answers (`advance`).
 """
 
 from __future__ import annotations
