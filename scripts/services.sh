@@ -236,6 +236,7 @@ redis_cli() {
     redis-cli -h 127.0.0.1 -p "$REDIS_PORT" "$@" 2>/dev/null
 }
 redis_alive() { [[ $(redis_cli ping) == PONG ]]; }
+redis_unprotected() { [[ $(redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping 2>/dev/null) == PONG ]]; }
 redis_gone() { ! redis_alive; }
 redis_ours() { [[ $(redis_cli config get dir | tail -n 1) == "$(realpath -m "$REDIS_DIR")" ]]; }
 redis_up_here() {
@@ -316,6 +317,12 @@ cmd_up() {
   wait_for 30 "replica to be in recovery" replica_in_recovery || die "replica is not a standby; see $LOG_DIR/replica.log"
   wait_for 30 "primary to report a streaming replica" primary_streaming \
     || die "replica is not streaming; see $LOG_DIR/replica.log (or run 'down' then 'up')"
+  if redis_up_here && redis_unprotected; then
+    # Started by an older version of this script: bring it back with the password.
+    log "restarting redis, which answers without a password"
+    redis_cli shutdown nosave >/dev/null || true
+    wait_for 10 "redis to exit" redis_gone || die "redis would not stop"
+  fi
   if redis_up_here; then log "redis already running on 127.0.0.1:$REDIS_PORT"; else start_redis; fi
   write_env_file
 }
