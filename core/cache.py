@@ -635,22 +635,28 @@ class VersionedCache:
                 with self._lock:
                     self._local.pop(key, None)
             CACHE_MISSES.labels(self.name, "local").inc()
-            raw, raw_stamp = client.mget([self.entry_key(key), self.stamp_key(key)])
+            entry = self._from_redis(client, key)
         except RedisUnavailable:
             if self._fresh_unchecked(local):
                 CACHE_HITS.labels(self.name, "local").inc()
                 return local.data  # type: ignore[union-attr]
             CACHE_MISSES.labels(self.name, "redis").inc()
             return self._load(key, load, client=None).data
-        entry = None if raw is None else _decode_entry(raw)
-        if entry is not None and entry.version >= self._known_version(
-            key, _decode_stamp(raw_stamp)
-        ):
-            CACHE_HITS.labels(self.name, "redis").inc()
-            self._local_put(key, entry)
+        if entry is not None:
             return entry.data
         CACHE_MISSES.labels(self.name, "redis").inc()
         return self._load(key, load, client=client).data
+
+    def _from_redis(self, client: redis.Redis, key: str) -> Entry | None:
+        """The Redis entry (kept locally too) if it is not older than any committed write
+        known, read with its stamp in one round trip; else None."""
+        raw, raw_stamp = client.mget([self.entry_key(key), self.stamp_key(key)])
+        entry = None if raw is None else _decode_entry(raw)
+        if entry is None or entry.version < self._known_version(key, _decode_stamp(raw_stamp)):
+            return None
+        CACHE_HITS.labels(self.name, "redis").inc()
+        self._local_put(key, entry)
+        return entry
 
     def prime(self, key: str, version: int, data: Any) -> bool:
         """Cache data the caller has just read from the database (same rules as a fill)."""
@@ -717,13 +723,8 @@ class VersionedCache:
         with contextlib.suppress(RedisUnavailable):
             while time.monotonic() < deadline:
                 time.sleep(0.005)
-                raw, raw_stamp = client.mget([self.entry_key(key), self.stamp_key(key)])
-                entry = None if raw is None else _decode_entry(raw)
-                if entry is not None and entry.version >= self._known_version(
-                    key, _decode_stamp(raw_stamp)
-                ):
-                    CACHE_HITS.labels(self.name, "redis").inc()
-                    self._local_put(key, entry)
+                entry = self._from_redis(client, key)
+                if entry is not None:
                     return entry
         return None
 
