@@ -660,6 +660,7 @@ class TestRevocationWhileRedisHoldsWrites:
         settings: Any,
         start_peer: Callable[..., Peer],
         pause_writes: Callable[[int], None],
+        redis_client: redis.Redis,
         how: str,
     ) -> None:
         settings.AUTH_REVOCATION_TIMEOUT = 10.0
@@ -674,6 +675,11 @@ class TestRevocationWhileRedisHoldsWrites:
         response = self.revoke(how, user, client)
 
         assert response.status_code == 204
+        # While Redis refuses writes again, and once it takes them.
+        pause_writes(1000)
+        assert other(f"auth {secret}")["accepted"] is False
+        assert client.get("/api/v1/users/me/").status_code == 401
+        redis_client.execute_command("CLIENT", "UNPAUSE")
         for _ in range(3):
             assert other(f"auth {secret}")["accepted"] is False
             assert client.get("/api/v1/users/me/").status_code == 401
