@@ -2,6 +2,8 @@
 
 Reads commands from stdin, one per line, and answers each with one JSON line:
 `get <user id>` -> {"data": <cached representation or null>, "queries": <SQL queries run>};
+with CACHE_PEER_SCHEMA set, the process caches users in another schema and shape, as
+another release would;
 `update <user id> <display name>` -> {"version": <the row's new version>} (users.services);
 `auth <token>` -> {"accepted": <bool>, "queries": <SQL queries run>} (TokenAuthentication);
 `clock` -> {"now": <this process's time.time()>}.
@@ -24,10 +26,21 @@ from django.db import connection  # noqa: E402
 from django.test import RequestFactory  # noqa: E402
 from rest_framework.exceptions import AuthenticationFailed  # noqa: E402
 
+from users import cache as users_cache  # noqa: E402
 from users import services  # noqa: E402
 from users.authentication import TokenAuthentication  # noqa: E402
 from users.cache import user_entry_get  # noqa: E402
 from users.models import User  # noqa: E402
+
+if os.environ.get("CACHE_PEER_SCHEMA"):
+    # Another release, with its own shape of cached user: what the other colour of a
+    # blue-green release would run.
+    users_cache.user_cache.schema = os.environ["CACHE_PEER_SCHEMA"]
+
+    def _other_record(user: User) -> dict[str, Any]:
+        return {"release": "other", "name": user.display_name, "version": user.version}
+
+    users_cache._record = _other_record
 
 
 def counted(action: Callable[[], Any]) -> tuple[Any, int]:
@@ -47,7 +60,8 @@ def counted(action: Callable[[], Any]) -> tuple[Any, int]:
 def get(argument: str) -> dict[str, Any]:
     """The cached user, as the API would read it."""
     entry, queries = counted(lambda: user_entry_get(UUID(argument)))
-    return {"data": None if entry is None else entry["user"], "queries": queries}
+    data = None if entry is None else entry.get("user", entry)
+    return {"data": data, "queries": queries}
 
 
 def update(argument: str) -> dict[str, Any]:

@@ -597,6 +597,34 @@ class TestReleasesSideBySide:
         green.clear_local()
         assert green.get(key, no_load)["name"] == "Written by blue"
 
+    def test_two_releases_in_two_processes_share_redis_but_not_entries(
+        self, services: dict[str, str], user: User, start_peer: Callable[..., Peer]
+    ) -> None:
+        other_schema = f"other-{uuid.uuid4().hex}"
+        green = start_peer(CACHE_PEER_SCHEMA=other_schema)
+        blue_entry = user_entry_get(user.pk)  # this release's entry
+        assert blue_entry is not None
+        first = green(f"get {user.pk}")
+        assert first["queries"] == 1  # not this release's entry: loaded, in its own shape
+        assert first["data"] == {"release": "other", "name": user.display_name, "version": 1}
+
+        # Fresh processes of each release: each is answered by Redis, with its own entry.
+        fresh_green = start_peer(CACHE_PEER_SCHEMA=other_schema)
+        assert fresh_green(f"get {user.pk}") == {"data": first["data"], "queries": 0}
+        user_cache.clear_local()
+        with counting_queries() as queries:
+            assert user_entry_get(user.pk) == blue_entry
+        assert queries == []
+
+        # Each release's writes are read by the other at once.
+        user_services.user_update(user=user, data={"display_name": "By blue"})
+        assert green(f"get {user.pk}")["data"]["name"] == "By blue"
+        green(f"update {user.pk} By green")
+        entry = user_entry_get(user.pk)
+        assert entry is not None
+        assert entry["user"]["display_name"] == "By green"
+        assert fresh_green(f"get {user.pk}")["data"]["name"] == "By green"
+
 
 class TestCachedPrincipal:
     def test_the_principal_from_the_cache_cannot_be_saved(
