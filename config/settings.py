@@ -186,6 +186,13 @@ REDIS_BREAKER_FAIL_MAX = env.int("REDIS_BREAKER_FAIL_MAX", default=3)
 REDIS_BREAKER_RESET_TIMEOUT = env.float("REDIS_BREAKER_RESET_TIMEOUT", default=5)
 
 
+# --- Celery -------------------------------------------------------------------------
+
+CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="")
+# Without a broker, tasks run in-process so `make run` needs no services.
+CELERY_TASK_ALWAYS_EAGER = not CELERY_BROKER_URL
+
+
 def _redis_url_has_credentials(url: str) -> bool:
     parts = urlsplit(url)
     return parts.scheme not in ("redis", "rediss") or bool(parts.password)
@@ -196,16 +203,11 @@ def _redis_url_has_credentials(url: str) -> bool:
 # password (an ACL user and password: redis://user:password@host:6379/0; TLS: rediss://).
 for _name, _url in (
     ("REDIS_URL", REDIS_URL),
-    ("CELERY_BROKER_URL", env.str("CELERY_BROKER_URL", default="")),
+    ("CELERY_BROKER_URL", CELERY_BROKER_URL),
 ):
     if not DEBUG and _url and not _redis_url_has_credentials(_url):
         raise ImproperlyConfigured(f"{_name} must carry a password when DJANGO_DEBUG is off.")
 
-# --- Celery -------------------------------------------------------------------------
-
-CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="")
-# Without a broker, tasks run in-process so `make run` needs no services.
-CELERY_TASK_ALWAYS_EAGER = not CELERY_BROKER_URL
 CELERY_TASK_EAGER_PROPAGATES = True
 # JSON only, never pickle: a message planted in the broker must not run code in a worker.
 CELERY_TASK_SERIALIZER = "json"
