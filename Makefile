@@ -40,7 +40,15 @@ superuser: $(RUNTIME) ## Create a staff login for `make run` (DJANGO_SUPERUSER_E
 	$(EMBEDDED) $(BIN)/python manage.py migrate --noinput
 	$(EMBEDDED) $(BIN)/python manage.py createsuperuser $(if $(DJANGO_SUPERUSER_PASSWORD),--noinput)
 
-test: $(DEV) ## Start disposable PostgreSQL primary + replica and Redis, run every test, stop them
+# The cache tests run an app server with its clock shifted (faketime, installed here as
+# root, as alerts-check installs promtool).
+FAKETIME := /usr/bin/faketime
+
+$(FAKETIME):
+	@if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends faketime >/dev/null; \
+	else echo "faketime missing: sudo apt-get install faketime" >&2; exit 1; fi
+
+test: $(DEV) $(FAKETIME) ## Start disposable PostgreSQL primary + replica and Redis, run every test, stop them
 	@# The reverse-proxy test runs Debian's nginx with the repository's config.
 	@command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || { \
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nginx >/dev/null; \
@@ -117,7 +125,8 @@ K8S_DIRS := deploy/k8s/base $(sort $(wildcard deploy/k8s/overlays/*))
 BASE_URL ?= http://127.0.0.1:$(PORT)
 
 .PHONY: deploy-check smoke
-COMPOSE_SECRET_NAMES := DJANGO_SECRET_KEY METRICS_TOKEN POSTGRES_PASSWORD REPLICATION_PASSWORD GRAFANA_ADMIN_PASSWORD
+COMPOSE_SECRET_NAMES := DJANGO_SECRET_KEY METRICS_TOKEN POSTGRES_PASSWORD REPLICATION_PASSWORD GRAFANA_ADMIN_PASSWORD \
+	REDIS_PASSWORD
 COMPOSE_SECRETS := $(foreach name,$(COMPOSE_SECRET_NAMES),$(name)=placeholder-for-validation)
 
 $(DEPLOY_TOOLS): $(RUNTIME) requirements-deploy.txt

@@ -56,6 +56,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
+import redis
+
 from bench import report
 from bench.celery_worker import worker_and_beat
 from bench.cpu import session_cpu_seconds
@@ -264,8 +266,7 @@ class Bench:
                     log(f"round {number}: ceiling-select")
                     figures["ceiling-select"] = self.load(SELECT_PORT, "ceiling-select")
                 if "cold" in scenarios:
-                    flush = ["redis-cli", "-u", self.env["REDIS_URL"], "flushdb"]
-                    subprocess.run(flush, check=True, stdout=subprocess.DEVNULL)
+                    redis.Redis.from_url(self.env["REDIS_URL"]).flushdb()
                 with self.app() as master:
                     for name in scenarios:
                         if name.startswith("ceiling"):

@@ -6,6 +6,7 @@ script's own `up`, which starts only what is down.
 """
 
 import os
+import secrets
 import signal
 import subprocess
 import time
@@ -72,7 +73,13 @@ class BrokerRedis:
         self.port = port
         self.dir = workdir / "broker"
         self.dir.mkdir(exist_ok=True)
-        self.url = f"redis://127.0.0.1:{port}/0"
+        # A password, as every Redis of this project has: the service refuses a broker
+        # URL without one. In a config file only we read, not on the command line.
+        password = secrets.token_hex(24)
+        self.config = self.dir / "redis.conf"
+        self.config.touch(mode=0o600)
+        self.config.write_text(f"requirepass {password}\n")
+        self.url = f"redis://default:{password}@127.0.0.1:{port}/0"
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
@@ -81,6 +88,7 @@ class BrokerRedis:
         self.process = subprocess.Popen(
             [
                 "redis-server",
+                str(self.config),
                 "--port",
                 str(self.port),
                 "--bind",

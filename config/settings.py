@@ -7,6 +7,7 @@ in-process. Production sets DATABASE_URL, REDIS_URL and CELERY_BROKER_URL.
 
 from datetime import timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import environ
 from csp.constants import NONE, SELF
@@ -173,6 +174,9 @@ if REDIS_URL:
                 # Short timeouts: a hung Redis must cost milliseconds, not a request.
                 "SOCKET_CONNECT_TIMEOUT": env.float("REDIS_SOCKET_CONNECT_TIMEOUT", default=0.2),
                 "SOCKET_TIMEOUT": env.float("REDIS_SOCKET_TIMEOUT", default=0.2),
+                # JSON, never pickle: a value planted in Redis must not run code here.
+                # (ResilientRedisCache enforces it whatever this says.)
+                "SERIALIZER": "core.cache.SafeJSONSerializer",
             },
         }
     }
@@ -186,18 +190,42 @@ USER_LOCAL_CACHE_TTL = env.float("USER_LOCAL_CACHE_TTL", default=2)
 USER_LOCAL_CACHE_MAX_ENTRIES = env.int("USER_LOCAL_CACHE_MAX_ENTRIES", default=10000)
 AUTH_TOKEN_CACHE_TTL = env.float("AUTH_TOKEN_CACHE_TTL", default=300)
 CACHE_FILL_LOCK_TIMEOUT = env.float("CACHE_FILL_LOCK_TIMEOUT", default=0.5)
+# How long a logout, password change or deactivation waits for Redis to record the
+# revocation (through a write pause or a failover) before answering 503, revoking nothing.
+AUTH_REVOCATION_TIMEOUT = env.float("AUTH_REVOCATION_TIMEOUT", default=5.0)
 REDIS_BREAKER_FAIL_MAX = env.int("REDIS_BREAKER_FAIL_MAX", default=3)
 REDIS_BREAKER_RESET_TIMEOUT = env.float("REDIS_BREAKER_RESET_TIMEOUT", default=5)
+
 
 # --- Celery -------------------------------------------------------------------------
 
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="")
 # Without a broker, tasks run in-process so `make run` needs no services.
 CELERY_TASK_ALWAYS_EAGER = not CELERY_BROKER_URL
+
+
+def _redis_url_has_credentials(url: str) -> bool:
+    parts = urlsplit(url)
+    return parts.scheme not in ("redis", "rediss") or bool(parts.password)
+
+
+# Redis holds the throttle counters, the token cache and the task queue: anyone who can
+# write to it can lift limits or queue work. Production refuses a Redis URL without a
+# password (an ACL user and password: redis://user:password@host:6379/0; TLS: rediss://).
+for _name, _url in (
+    ("REDIS_URL", REDIS_URL),
+    ("CELERY_BROKER_URL", CELERY_BROKER_URL),
+):
+    if not DEBUG and _url and not _redis_url_has_credentials(_url):
+        raise ImproperlyConfigured(f"{_name} must carry a password when DJANGO_DEBUG is off.")
+
 CELERY_TASK_EAGER_PROPAGATES = True
+# JSON only, never pickle: a message planted in the broker must not run code in a worker.
 CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_RESULT_ACCEPT_CONTENT = ["json"]
+CELERY_EVENT_SERIALIZER = "json"
 
 # --- Events and Celery workers (issue #5) -------------------------------------------
 

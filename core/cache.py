@@ -1,36 +1,32 @@
 """The cache layer: a process-local layer, then Redis, then the database.
 
-Three parts, used by the apps' own cache modules (e.g. users/cache.py):
+Three parts, used by the apps' own cache modules (e.g. users/cache.py); docs/cache.md
+tells the whole story.
 
-* `redis_guard`: every Redis call goes through one circuit breaker per process
-  (pybreaker). Short socket timeouts bound what one failed call costs; after
-  REDIS_BREAKER_FAIL_MAX failures in a row Redis is skipped for
-  REDIS_BREAKER_RESET_TIMEOUT seconds, then one trial call decides whether it is back.
-* `ResilientRedisCache`: the Django cache backend (django-redis) that falls back to a
-  process-local LocMemCache while Redis fails, so throttles keep counting (per process)
-  instead of turning off, which django-redis' IGNORE_EXCEPTIONS would do.
-* `VersionedCache`: read-through cache of plain data keyed by id, with
-  - a bounded local layer whose entries, while Redis answers, are used only if no newer
-    version was committed since (one small GET, or none when the caller read the stamp
-    along with its own keys), for as long as their Redis twins live; while Redis cannot
-    be asked, for USER_LOCAL_CACHE_TTL seconds;
-  - a Redis layer whose entries carry the version (e.g. `updated_at`) of the row they
-    were made from. A write (after commit) stores the committed version as a stamp and
-    the committed row as the entry in one script (`replace`); a durable invalidation
-    (`invalidate_shared`) stamps and drops any older entry. A fill is refused if its row
-    is older than the stamp or than the entry already there. So a reader that loaded the
-    old row (racing the write, or from a lagging replica) can never put it back, whatever
-    the routing; it loads again with `latest=True` (the primary) and serves that instead.
-  - single flight: concurrent misses for one key in a process wait for one load, and a
-    short Redis lock makes other processes wait for that fill instead of loading too;
-  - negative entries for ids that do not exist, short-lived; creating the row stamps a
-    version, which a negative entry (version 0) never passes.
-
-Staleness bounds: while Redis answers, no process serves a version older than the last
-committed write's. While Redis is unreachable, a process sees its own writes at once, and
-another process's writes after at most USER_LOCAL_CACHE_TTL seconds (nothing can tell it
-sooner); invalidations that could not reach Redis are kept and replayed, before Redis is
-read again, once it answers.
+* `GuardedRedis` / `redis_guard`: every Redis command of this process (django-redis,
+  scripts, locks, pipelines) goes through one circuit breaker (pybreaker), because the
+  guard sits in the redis-py client itself. Short socket timeouts bound what one failed
+  call costs; after REDIS_BREAKER_FAIL_MAX failures in a row Redis is skipped for
+  REDIS_BREAKER_RESET_TIMEOUT seconds, then one trial call decides. A failed or skipped
+  command raises RedisUnavailable.
+* `ResilientRedisCache`: the Django cache backend (django-redis). Values are JSON, never
+  pickle, and anything else found in Redis reads as a miss. While Redis fails, the common
+  operations use a process-local LocMemCache, so throttles keep counting (per process).
+* `VersionedCache`: read-through cache of JSON data keyed by id.
+  - Redis holds, per key, a stamp (the version of the last committed write it was told
+    of, shared by every release) and an entry per schema (the data and its version). An
+    entry is served only if it is not older than the stamp; one script stores fills and
+    writes alike, refusing anything older than the stamp or the entry there. So a reader
+    that loaded an old row (racing a write, or from a lagging replica) can never put it
+    back; it loads again from the primary instead.
+  - The local layer keeps decoded entries; one is served only if not older than the
+    stamp (read with the caller's own keys on the hot path, else one GET). While Redis
+    cannot be asked, for USER_LOCAL_CACHE_TTL seconds.
+  - Single flight: concurrent misses of one key in a process wait for one load, and
+    redis-py's lock makes other processes wait for that fill.
+  - Writes: after commit, the committed row is stored (`replace`); if Redis cannot take
+    it, the writing process still refuses older copies (its local stamps), and a durable
+    caller (an event handler) moves the stamp once Redis answers (`advance`).
 """
 
 from __future__ import annotations
@@ -40,7 +36,6 @@ import json
 import logging
 import threading
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -57,8 +52,10 @@ from django.db import connection, transaction
 from django.dispatch import receiver
 from django_redis.cache import RedisCache
 from django_redis.exceptions import ConnectionInterrupted
+from django_redis.serializers.json import JSONSerializer
 from prometheus_client import Counter, Gauge
 from redis.backoff import NoBackoff
+from redis.exceptions import LockError
 from redis.retry import Retry
 
 logger = logging.getLogger(__name__)
@@ -93,6 +90,10 @@ REDIS_BREAKER_OPEN = Gauge(
 REDIS_FALLBACKS = Counter(
     "userservice_redis_fallbacks_total",
     "Django cache operations served by the process-local fallback.",
+)
+UNDECODABLE_VALUES = Counter(
+    "userservice_cache_undecodable_total",
+    "Values read from Redis that were not what this code writes (ignored as misses).",
 )
 
 # --- Circuit breaker ----------------------------------------------------------------
@@ -188,11 +189,88 @@ def _settings_changed(*, setting: str, **kwargs: Any) -> None:
         redis_guard.reset()
 
 
+# --- The guarded redis-py client ----------------------------------------------------
+
+
+class GuardedRedis(redis.Redis):
+    """redis-py's client with every command behind the process's circuit breaker.
+
+    The guard sits under everything that talks to Redis (django-redis' methods, scripts,
+    locks, pipelines), so no method can be left outside it. A failure or a skipped call
+    raises RedisUnavailable.
+    """
+
+    def execute_command(self, *args: Any, **options: Any) -> Any:
+        """Run one command through the breaker."""
+        return redis_guard.call(super().execute_command, *args, **options)
+
+    def pipeline(self, transaction: bool = True, shard_hint: Any = None) -> GuardedPipeline:
+        """A pipeline whose round trip goes through the breaker."""
+        return GuardedPipeline(
+            self.connection_pool, self.response_callbacks, transaction, shard_hint
+        )
+
+
+class GuardedPipeline(redis.client.Pipeline):
+    """redis-py's pipeline with its round trips behind the process's circuit breaker."""
+
+    def execute(self, raise_on_error: bool = True) -> list[Any]:
+        """Send the queued commands through the breaker."""
+        return redis_guard.call(super().execute, raise_on_error)
+
+    def immediate_execute_command(self, *args: Any, **options: Any) -> Any:
+        """WATCH and the commands after it, each through the breaker."""
+        return redis_guard.call(super().immediate_execute_command, *args, **options)
+
+
 # --- The Django cache backend -------------------------------------------------------
+
+# What a value that failed to decode becomes: a miss. Anything that can write to Redis
+# could plant a value; it must never run code here (pickle would) nor fail the request.
+UNDECODABLE: Any = object()
+
+
+class SafeJSONSerializer(JSONSerializer):
+    """django-redis's JSON serializer, reading anything that is not JSON as a miss.
+
+    JSON rather than django-redis' default pickle: unpickling runs whatever the bytes say,
+    so a pickle planted in Redis (a throttle history, say) would run in the web worker.
+    """
+
+    def loads(self, value: bytes) -> Any:
+        """The decoded value, or UNDECODABLE for bytes this code never writes."""
+        try:
+            return super().loads(value)
+        except ValueError:  # UnicodeDecodeError and JSONDecodeError alike
+            UNDECODABLE_VALUES.inc()
+            logger.warning("cache: ignored a value that is not JSON")
+            return UNDECODABLE
+
+
+def _dotted(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+# Django cache methods with a process-local equivalent (with `get` and `get_many`):
+# while Redis fails, the fallback answers them. Every other method (ttl, expire, lock,
+# delete_pattern, ...) goes through the breaker too (GuardedRedis) and raises
+# RedisUnavailable while Redis fails: a process-local answer would be a wrong one.
+_WITH_FALLBACK = (
+    "set",
+    "add",
+    "delete",
+    "set_many",
+    "delete_many",
+    "has_key",
+    "incr",
+    "decr",
+    "touch",
+)
 
 
 class ResilientRedisCache(RedisCache):
-    """django-redis, but while Redis fails every operation uses a process-local LocMemCache.
+    """django-redis, but while Redis fails the common operations use a process-local
+    LocMemCache, and nothing is ever pickled.
 
     Throttle counters therefore keep counting per process through an outage (a limit
     holds per worker rather than across workers) and return to Redis when it is back.
@@ -202,6 +280,10 @@ class ResilientRedisCache(RedisCache):
 
     def __init__(self, server: str, params: dict[str, Any]) -> None:
         options = dict(params.get("OPTIONS", {}))
+        # Whatever the settings say: never pickle (see SafeJSONSerializer), and every
+        # command behind the breaker.
+        options["SERIALIZER"] = _dotted(SafeJSONSerializer)
+        options["REDIS_CLIENT_CLASS"] = _dotted(GuardedRedis)
         # redis-py retries failed commands (with back-off) by default; retrying a dead
         # server multiplies the added latency. The breaker decides when to try again.
         options["CONNECTION_POOL_KWARGS"] = {
@@ -217,65 +299,31 @@ class ResilientRedisCache(RedisCache):
         )
 
     def redis_client(self) -> redis.Redis:
-        """The raw redis-py client (no I/O until a command runs)."""
+        """The raw (guarded) redis-py client; no I/O until a command runs."""
         return self.client.get_client(write=True)
 
     def _either(self, name: str, *args: Any, **kwargs: Any) -> Any:
+        kwargs.pop("client", None)
+        if name in ("delete", "delete_many"):
+            # Both: a value set in the fallback during an outage must not come back.
+            getattr(self.fallback, name)(*args, **kwargs)
         try:
-            return redis_guard.call(getattr(RedisCache, name), self, *args, **kwargs)
-        except RedisUnavailable:
+            return getattr(RedisCache, name)(self, *args, **kwargs)
+        except (RedisUnavailable, ConnectionInterrupted):
             REDIS_FALLBACKS.inc()
             return getattr(self.fallback, name)(*args, **kwargs)
 
     def get(self, key: Any, default: Any = None, version: Any = None, client: Any = None) -> Any:
-        """Get from Redis, or from the local fallback while Redis fails."""
-        return self._either("get", key, default=default, version=version)
+        """Get from Redis (a value that is not JSON is a miss), or from the local
+        fallback while Redis fails."""
+        value = self._either("get", key, default, version)
+        return default if value is UNDECODABLE else value
 
-    def set(self, key: Any, value: Any, timeout: Any = -1, version: Any = None, **kw: Any) -> Any:
-        """Set in Redis, or in the local fallback while Redis fails."""
-        if timeout == -1:
-            timeout = self.default_timeout
-        return self._either("set", key, value, timeout=timeout, version=version)
-
-    def add(self, key: Any, value: Any, timeout: Any = -1, version: Any = None, **kw: Any) -> Any:
-        """Add to Redis, or to the local fallback while Redis fails."""
-        if timeout == -1:
-            timeout = self.default_timeout
-        return self._either("add", key, value, timeout=timeout, version=version)
-
-    def delete(self, key: Any, version: Any = None, **kw: Any) -> Any:
-        """Delete from Redis and from the local fallback."""
-        self.fallback.delete(key, version=version)
-        return self._either("delete", key, version=version)
-
-    def get_many(self, keys: Any, version: Any = None, **kw: Any) -> Any:
-        """Get many from Redis, or from the local fallback while Redis fails."""
-        return self._either("get_many", keys, version=version)
-
-    def set_many(self, data: Any, timeout: Any = -1, version: Any = None, **kw: Any) -> Any:
-        """Set many in Redis, or in the local fallback while Redis fails."""
-        if timeout == -1:
-            timeout = self.default_timeout
-        return self._either("set_many", data, timeout=timeout, version=version)
-
-    def delete_many(self, keys: Any, version: Any = None, **kw: Any) -> Any:
-        """Delete many from Redis and from the local fallback."""
-        self.fallback.delete_many(keys, version=version)
-        return self._either("delete_many", keys, version=version)
-
-    def has_key(self, key: Any, version: Any = None, **kw: Any) -> Any:
-        """Check Redis, or the local fallback while Redis fails."""
-        return self._either("has_key", key, version=version)
-
-    def incr(self, key: Any, delta: int = 1, version: Any = None, **kw: Any) -> Any:
-        """Increment in Redis, or in the local fallback while Redis fails."""
-        return self._either("incr", key, delta=delta, version=version)
-
-    def touch(self, key: Any, timeout: Any = -1, version: Any = None, **kw: Any) -> Any:
-        """Touch in Redis, or in the local fallback while Redis fails."""
-        if timeout == -1:
-            timeout = self.default_timeout
-        return self._either("touch", key, timeout=timeout, version=version)
+    def get_many(self, keys: Any, version: Any = None, client: Any = None) -> Any:
+        """Get many from Redis (values that are not JSON are misses), or from the local
+        fallback while Redis fails."""
+        found = self._either("get_many", keys, version)
+        return {key: value for key, value in found.items() if value is not UNDECODABLE}
 
     def count(self, key: str, *, seconds: int) -> int:
         """Add one to the counter `key` (created to live `seconds`) and return its value.
@@ -283,27 +331,48 @@ class ResilientRedisCache(RedisCache):
         One round trip; while Redis fails, the local fallback counts instead.
         """
         name = self.make_key(key)
-
-        def increment() -> int:
-            # One MULTI/EXEC round trip: the key cannot expire between the two commands.
-            # SET NX then INCR rather than INCR then EXPIRE NX: EXPIRE's NX needs Redis 7.
-            pipe = self.redis_client().pipeline(transaction=True)
-            pipe.set(name, 0, ex=seconds, nx=True)
-            pipe.incr(name)
-            return int(pipe.execute()[1])
-
+        client = self.redis_client()
+        # One MULTI/EXEC round trip: the key cannot expire between the two commands.
+        # SET NX then INCR rather than INCR then EXPIRE NX: EXPIRE's NX needs Redis 7.
+        pipe = client.pipeline(transaction=True)
+        pipe.set(name, 0, ex=seconds, nx=True)
+        pipe.incr(name)
         try:
-            return redis_guard.call(increment)
+            return int(pipe.execute()[1])
         except RedisUnavailable:
             REDIS_FALLBACKS.inc()
             return _count(self.fallback, key, seconds=seconds)
+        except redis.exceptions.ResponseError:
+            # Not a counter this code wrote (INCR refused it): start a new count.
+            UNDECODABLE_VALUES.inc()
+            try:
+                client.set(name, 1, ex=seconds)
+            except RedisUnavailable:
+                return _count(self.fallback, key, seconds=seconds)
+            return 1
 
     def clear(self) -> Any:
         """Clear Redis (if reachable), the fallback and every VersionedCache's local layer."""
         self.fallback.clear()
         for cache in VersionedCache.instances:
             cache.clear_local()
-        return self._either("clear")
+        try:
+            return RedisCache.clear(self)
+        except (RedisUnavailable, ConnectionInterrupted):
+            return False
+
+
+def _with_fallback(name: str) -> Callable[..., Any]:
+    def method(self: ResilientRedisCache, *args: Any, **kwargs: Any) -> Any:
+        return self._either(name, *args, **kwargs)
+
+    method.__name__ = name
+    method.__doc__ = f"`{name}` in Redis, or in the process-local fallback while Redis fails."
+    return method
+
+
+for _name in _WITH_FALLBACK:
+    setattr(ResilientRedisCache, _name, _with_fallback(_name))
 
 
 def count_in_window(key: str, *, seconds: int, alias: str = "default") -> int:
@@ -325,7 +394,7 @@ def _count(backend: BaseCache, key: str, *, seconds: int) -> int:
 
 
 def shared_redis() -> redis.Redis | None:
-    """The redis-py client of the default cache, or None without Redis (`make run`)."""
+    """The (guarded) redis-py client of the default cache, or None without Redis."""
     backend = caches["default"]
     if isinstance(backend, ResilientRedisCache):
         return backend.redis_client()
@@ -334,66 +403,44 @@ def shared_redis() -> redis.Redis | None:
 
 # --- Versioned read-through cache ---------------------------------------------------
 
-# The versioned cache's scripts share one layout. KEYS: entry, stamp. ARGV: the row's
-# version, the stamp's ttl ms, then (scripts that store) the entry's payload and ttl ms. The
-# stamp is the version of the last committed write; an entry holds a row and its version.
-_READ_STAMP = """
-local stamp = tonumber(redis.call('GET', KEYS[2]) or '-1')
+# In Redis, per key: a stamp, the version of the last committed write that Redis was told
+# of, shared by every release; and an entry per cache schema, `{"v": version, "d": data}`.
+# The stamp only moves forward, and only to committed versions. A reader serves an entry
+# only if it is not older than the stamp: a write moves the stamp, so every release's
+# older entries stop being served at once, whichever release wrote.
+#
+# The one store rule, for fills and writes alike. KEYS: entry, stamp. ARGV: version, the
+# stamp's ttl ms, payload, the entry's ttl ms. Refused (0) if older than the stamp or
+# than the entry there; anything there that is not our JSON counts as absent.
+_STORE = """
+local stamp = tonumber(redis.call('GET', KEYS[2])) or -1
 local version = tonumber(ARGV[1])
-"""
-
-# The stamp only moves forward.
-_MOVE_STAMP = """
+if version < stamp then return 0 end
+local current = redis.call('GET', KEYS[1])
+if current then
+  local ok, decoded = pcall(cjson.decode, current)
+  if ok and type(decoded) == 'table' and (tonumber(decoded['v']) or -1) > version then
+    return 0
+  end
+end
+redis.call('SET', KEYS[1], ARGV[3], 'PX', ARGV[4])
 if version > stamp then
   redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
 else
   redis.call('PEXPIRE', KEYS[2], ARGV[2])
 end
-"""
-
-# The one rule of what may be stored: nothing older than the last committed write (the
-# stamp, as read before any move) or than the entry already cached.
-_STORE_UNLESS_OLDER = """
-if version < stamp then return 0 end
-local current = redis.call('GET', KEYS[1])
-if current and tonumber(cjson.decode(current)['v']) > version then return 0 end
-redis.call('SET', KEYS[1], ARGV[3], 'PX', ARGV[4])
-"""
-
-# A row a reader loaded. A key with no stamp gets one, so a missing stamp means lost
-# (evicted, failed over), never "no writes".
-_FILL = (
-    _READ_STAMP
-    + _STORE_UNLESS_OLDER
-    + """
-if stamp == -1 then redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2]) end
 return 1
 """
-)
 
-# A committed write, durably reported: an entry older than its version goes (one as new
-# or newer is already right).
-_INVALIDATE = (
-    _READ_STAMP
-    + _MOVE_STAMP
-    + """
-local current = redis.call('GET', KEYS[1])
-if current and tonumber(cjson.decode(current)['v']) < version then
-  redis.call('DEL', KEYS[1])
+# A committed write reported durably (an event): move the stamp. KEYS: stamp. ARGV:
+# version, the stamp's ttl ms.
+_ADVANCE = """
+local stamp = tonumber(redis.call('GET', KEYS[1])) or -1
+if tonumber(ARGV[1]) > stamp then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 end
 return 1
 """
-)
-
-# A committed write by this process: its row becomes the entry, unless a newer write is
-# known.
-_REPLACE = _READ_STAMP + _MOVE_STAMP + _STORE_UNLESS_OLDER + "return 1\n"
-
-
-def _payload(version: int, data: Any) -> str:
-    """An entry as Redis stores it (the scripts read its `v`)."""
-    return json.dumps({"v": version, "d": data}, separators=(",", ":"))
-
 
 # `load(latest)` returns (version, data), or None if the row does not exist. With
 # `latest=True` it must read the newest committed row (the primary): it is called when
@@ -413,13 +460,6 @@ def _request_started(**kwargs: Any) -> None:
 def _request_finished(**kwargs: Any) -> None:
     _request_memo.entries = None
 
-
-# KEYS: lock. ARGV: owner token. Releases the fill lock only if it is still ours: a load
-# that outlived the lock must not release another process's.
-_UNLOCK = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
 
 # `VersionedCache.get(stamp=...)` when the caller has not read the stamp.
 NOT_FETCHED: Any = object()
@@ -445,12 +485,35 @@ class _Flight:
     waiters: int = 0
 
 
+def _decode_entry(raw: Any) -> Entry | None:
+    """An entry as Redis holds it; None for anything this code did not write."""
+    try:
+        decoded = json.loads(raw)
+        return Entry(version=int(decoded["v"]), data=decoded["d"], stored_at=time.monotonic())
+    except (ValueError, TypeError, KeyError):
+        UNDECODABLE_VALUES.inc()
+        return None
+
+
+def _decode_stamp(raw: Any) -> int | None:
+    """A stamp as Redis holds it: None if missing; one that is not a number vouches for
+    nothing (as new as can be: no copy passes it)."""
+    if raw is None:
+        return None
+    try:
+        return int(raw)
+    except ValueError:
+        UNDECODABLE_VALUES.inc()
+        return 2**63
+
+
 class VersionedCache:
     """Two-layer read-through cache of JSON-able data keyed by a string id.
 
     `load` callables return `(version, data)` for an existing row or None for an absent
-    one; versions must grow with every committed write of the row. See the module
-    docstring for the rules.
+    one; versions must grow with every committed write of the row, in commit order.
+    `schema` names the shape of `data`: releases with different shapes share the stamps
+    (a write by either is seen by both) but never read each other's entries.
     """
 
     instances: list[VersionedCache] = []
@@ -459,37 +522,40 @@ class VersionedCache:
         self,
         name: str,
         *,
+        schema: str,
         ttl: Callable[[], float],
         negative_ttl: Callable[[], float],
         local_ttl: Callable[[], float],
         local_max_entries: Callable[[], int],
     ) -> None:
         self.name = name
+        self.schema = schema
         self._ttl = ttl
         self._negative_ttl = negative_ttl
         self._local_ttl = local_ttl
         self._local_max_entries = local_max_entries
         self._lock = threading.Lock()
         self._local: LRUCache[str, Entry] = LRUCache(maxsize=1)
-        # Versions this process invalidated: a local fill of an older row is refused even
-        # when Redis cannot be asked. Bounded like the entries.
+        # Versions this process committed: older rows are refused here even while Redis
+        # cannot be asked, and an older Redis entry is not served. Bounded like the entries.
         self._local_stamps: LRUCache[str, int] = LRUCache(maxsize=1)
         self._flights: dict[str, _Flight] = {}
-        # Invalidations that could not reach Redis, replayed once it answers.
-        self._pending: dict[str, int] = {}
         self.clear_local()
         VersionedCache.instances.append(self)
 
     # -- keys
 
-    def _entry_key(self, key: str) -> str:
-        return f"vc:{self.name}:e:{key}"
+    def entry_key(self, key: str) -> str:
+        """The Redis key of `key`'s entry in this cache's schema."""
+        return f"cache:{self.name}:{self.schema}:e:{key}"
 
-    def _stamp_key(self, key: str) -> str:
-        return f"vc:{self.name}:s:{key}"
+    def stamp_key(self, key: str) -> str:
+        """The Redis key of `key`'s stamp (every schema's), for a caller that fetches it with
+        its own keys in one round trip and passes it to `get(stamp=...)`."""
+        return f"cache:{self.name}:s:{key}"
 
     def _lock_key(self, key: str) -> str:
-        return f"vc:{self.name}:l:{key}"
+        return f"cache:{self.name}:{self.schema}:l:{key}"
 
     # -- local layer
 
@@ -499,14 +565,9 @@ class VersionedCache:
             size = max(1, self._local_max_entries())
             self._local = LRUCache(maxsize=size)
             self._local_stamps = LRUCache(maxsize=size)
-            self._pending.clear()
 
     def _local_get(self, key: str) -> Entry | None:
-        """The local entry, if younger than its Redis twin's lifetime (TTL).
-
-        Checked against the stamp in Redis it can be served at any such age: a stamp
-        outlives every entry made before it. Unchecked, see `_servable_unchecked`.
-        """
+        """The local entry, if younger than its Redis twin's lifetime (TTL)."""
         with self._lock:
             entry = self._local.get(key)
             if entry is None:
@@ -517,10 +578,14 @@ class VersionedCache:
                 return None
             return entry
 
-    def _servable_unchecked(self, entry: Entry | None) -> bool:
+    def _fresh_unchecked(self, entry: Entry | None) -> bool:
         # Without Redis to check against, a local copy may miss another process's write:
         # USER_LOCAL_CACHE_TTL bounds for how long.
         return entry is not None and time.monotonic() - entry.stored_at < self._local_ttl()
+
+    def _known_version(self, key: str, stamp: int | None) -> int:
+        with self._lock:
+            return max(-1 if stamp is None else stamp, self._local_stamps.get(key, -1))
 
     def _local_put(self, key: str, entry: Entry) -> bool:
         """Keep `entry` locally; False if this process knows a newer version was written."""
@@ -532,11 +597,6 @@ class VersionedCache:
             return True
 
     # -- reads
-
-    def stamp_key(self, key: str) -> str:
-        """The Redis key of `key`'s stamp, for a caller that fetches it with its own keys
-        in one round trip and passes it to `get(stamp=...)`."""
-        return self._stamp_key(key)
 
     def get(self, key: str, load: Loader, *, stamp: Any = NOT_FETCHED) -> Any:
         """The data for `key`: local layer, Redis, else `load()` (then cached).
@@ -555,49 +615,48 @@ class VersionedCache:
             memo[(self.name, key)] = data
         return data
 
-    def _resolve(self, key: str, load: Loader, stamp: Any) -> Any:
-        self._replay_pending()
+    def _resolve(self, key: str, load: Loader, raw_stamp: Any) -> Any:
         local = self._local_get(key)
         client = shared_redis()
-        if key in self._pending:
-            # Redis may still hold this key's entry from before a write it could not be
-            # told about: until the invalidation is delivered, Redis is not asked.
-            client = None
-        if client is None:
-            if local is not None and self._servable_unchecked(local):
-                CACHE_HITS.labels(self.name, "local").inc()
-                return local.data
-            CACHE_MISSES.labels(self.name, "local").inc()
-            return self._load(key, load, client=None).data
         try:
+            if client is None:
+                raise RedisUnavailable("no shared cache configured")
             if local is not None:
-                if stamp is NOT_FETCHED:
-                    stamp = redis_guard.call(client.get, self._stamp_key(key))
+                if raw_stamp is NOT_FETCHED:
+                    raw_stamp = client.get(self.stamp_key(key))
+                stamp = _decode_stamp(raw_stamp)
                 # No stamp: Redis lost it, so nothing vouches for the copy beyond the
                 # bound that holds without Redis.
-                if (stamp is None and self._servable_unchecked(local)) or (
-                    stamp is not None and local.version >= int(stamp)
+                if (stamp is None and self._fresh_unchecked(local)) or (
+                    stamp is not None and local.version >= stamp
                 ):
                     CACHE_HITS.labels(self.name, "local").inc()
                     return local.data
                 with self._lock:
                     self._local.pop(key, None)
             CACHE_MISSES.labels(self.name, "local").inc()
-            raw = redis_guard.call(client.get, self._entry_key(key))
+            entry = self._from_redis(client, key)
         except RedisUnavailable:
-            if local is not None and self._servable_unchecked(local):
+            if self._fresh_unchecked(local):
                 CACHE_HITS.labels(self.name, "local").inc()
-                return local.data
+                return local.data  # type: ignore[union-attr]
             CACHE_MISSES.labels(self.name, "redis").inc()
             return self._load(key, load, client=None).data
-        if raw is not None:
-            CACHE_HITS.labels(self.name, "redis").inc()
-            decoded = json.loads(raw)
-            entry = Entry(version=decoded["v"], data=decoded["d"], stored_at=time.monotonic())
-            self._local_put(key, entry)
+        if entry is not None:
             return entry.data
         CACHE_MISSES.labels(self.name, "redis").inc()
         return self._load(key, load, client=client).data
+
+    def _from_redis(self, client: redis.Redis, key: str) -> Entry | None:
+        """The Redis entry (kept locally too) if it is not older than any committed write
+        known, read with its stamp in one round trip; else None."""
+        raw, raw_stamp = client.mget([self.entry_key(key), self.stamp_key(key)])
+        entry = None if raw is None else _decode_entry(raw)
+        if entry is None or entry.version < self._known_version(key, _decode_stamp(raw_stamp)):
+            return None
+        CACHE_HITS.labels(self.name, "redis").inc()
+        self._local_put(key, entry)
+        return entry
 
     def prime(self, key: str, version: int, data: Any) -> bool:
         """Cache data the caller has just read from the database (same rules as a fill)."""
@@ -635,41 +694,38 @@ class VersionedCache:
         return float(settings.CACHE_FILL_LOCK_TIMEOUT) + 1.0
 
     def _load_as_leader(self, key: str, load: Loader, *, client: redis.Redis | None) -> Entry:
-        token = uuid.uuid4().hex
-        if client is not None and not connection.in_atomic_block:
-            with contextlib.suppress(RedisUnavailable):
-                timeout_ms = int(float(settings.CACHE_FILL_LOCK_TIMEOUT) * 1000)
-                locked = redis_guard.call(
-                    client.set, self._lock_key(key), token, nx=True, px=timeout_ms
-                )
-                if not locked:
-                    waited = self._wait_for_fill(key, client)
-                    if waited is not None:
-                        return waited
-                try:
-                    return self._load_now(key, load, client=client)
-                finally:
-                    if locked:
-                        with contextlib.suppress(RedisUnavailable):
-                            redis_guard.call(
-                                client.register_script(_UNLOCK),
-                                keys=[self._lock_key(key)],
-                                args=[token],
-                            )
-        return self._load_now(key, load, client=client)
+        if client is None or connection.in_atomic_block:
+            return self._load_now(key, load, client=client)
+        # redis-py's lock: other processes missing this key wait for this fill rather
+        # than load it too; it expires by itself if this process dies mid-load.
+        fill_lock = client.lock(
+            self._lock_key(key), timeout=float(settings.CACHE_FILL_LOCK_TIMEOUT), blocking=False
+        )
+        try:
+            locked = fill_lock.acquire()
+        except RedisUnavailable:
+            return self._load_now(key, load, client=None)
+        if not locked:
+            waited = self._wait_for_fill(key, client)
+            if waited is not None:
+                return waited
+            return self._load_now(key, load, client=client)
+        try:
+            return self._load_now(key, load, client=client)
+        finally:
+            # A load that outlived the lock must not release another process's.
+            with contextlib.suppress(RedisUnavailable, LockError):
+                fill_lock.release()
 
     def _wait_for_fill(self, key: str, client: redis.Redis) -> Entry | None:
         """Another process holds the fill lock: poll for its entry, up to the lock's life."""
         deadline = time.monotonic() + float(settings.CACHE_FILL_LOCK_TIMEOUT)
-        while time.monotonic() < deadline:
-            time.sleep(0.005)
-            raw = redis_guard.call(client.get, self._entry_key(key))
-            if raw is not None:
-                CACHE_HITS.labels(self.name, "redis").inc()
-                decoded = json.loads(raw)
-                entry = Entry(decoded["v"], decoded["d"], time.monotonic())
-                self._local_put(key, entry)
-                return entry
+        with contextlib.suppress(RedisUnavailable):
+            while time.monotonic() < deadline:
+                time.sleep(0.005)
+                entry = self._from_redis(client, key)
+                if entry is not None:
+                    return entry
         return None
 
     def _load_now(self, key: str, load: Loader, *, client: redis.Redis | None) -> Entry:
@@ -694,21 +750,30 @@ class VersionedCache:
             # the cache holding data that never existed. Serve it, do not keep it.
             return True
         if client is not None:
-            payload = _payload(entry.version, entry.data)
             try:
-                accepted = redis_guard.call(
-                    client.register_script(_FILL),
-                    keys=[self._entry_key(key), self._stamp_key(key)],
-                    args=[entry.version, self._stamp_ttl_ms(), payload, self._ttl_ms(entry.data)],
-                )
+                stored = self._store(client, key, entry.version, entry.data)
             except RedisUnavailable:
-                accepted = 1  # Redis cannot be asked; the local stamps still guard this process.
-            if not accepted:
+                stored = True  # Redis cannot be asked; the local stamps still guard this process.
+            if not stored:
                 CACHE_FILLS_REFUSED.labels(self.name).inc()
                 return False
         return self._local_put(key, entry)
 
-    # -- invalidation
+    def _store(self, client: redis.Redis, key: str, version: int, data: Any) -> bool:
+        ttl = self._ttl() if data is not None else self._negative_ttl()
+        payload = json.dumps({"v": version, "d": data}, separators=(",", ":"))
+        return bool(
+            client.register_script(_STORE)(
+                keys=[self.entry_key(key), self.stamp_key(key)],
+                args=[version, self._stamp_ttl_ms(), payload, max(1, int(ttl * 1000))],
+            )
+        )
+
+    def _stamp_ttl_ms(self) -> int:
+        # Outlives every entry made before it, so a stamp refuses any older entry left.
+        return max(1, int(max(self._ttl(), self._negative_ttl()) * 1000))
+
+    # -- writes
 
     def replace_on_commit(self, key: str, *, version: int, data: Any) -> None:
         """After the current transaction commits (at once outside one), make `data` (the
@@ -717,7 +782,11 @@ class VersionedCache:
         transaction.on_commit(lambda: self.replace(key, version=version, data=data), robust=True)
 
     def replace(self, key: str, *, version: int, data: Any) -> None:
-        """Cache `data` at `version` here and in Redis; refuse older rows from now on."""
+        """Cache `data` at `version` here and in Redis; refuse older rows from now on.
+
+        If Redis cannot take it, this process still refuses older copies (its local
+        stamp), and the durable path (`advance`, from the write's event) tells Redis.
+        """
         memo: dict[tuple[str, str], Any] | None = getattr(_request_memo, "entries", None)
         if memo is not None:
             memo.pop((self.name, key), None)
@@ -728,59 +797,17 @@ class VersionedCache:
         client = shared_redis()
         if client is None:
             return
-        payload = _payload(version, data)
         try:
-            redis_guard.call(
-                client.register_script(_REPLACE),
-                keys=[self._entry_key(key), self._stamp_key(key)],
-                args=[version, self._stamp_ttl_ms(), payload, self._ttl_ms(data)],
-            )
+            self._store(client, key, version, data)
         except RedisUnavailable:
-            self._defer_invalidation(key, version)
+            logger.warning("cache %s: write of %s not in Redis (Redis down)", self.name, key)
 
-    def _ttl_ms(self, data: Any) -> int:
-        return max(1, int((self._ttl() if data is not None else self._negative_ttl()) * 1000))
-
-    def _stamp_ttl_ms(self) -> int:
-        return max(1, int(max(self._ttl(), self._negative_ttl()) * 1000))
-
-    def invalidate_shared(self, key: str, *, version: int) -> None:
-        """Drop `key` and stamp `version` in Redis now; raise RedisUnavailable if it is down.
-
-        For a durable caller (an event handler) that retries until Redis takes it, rather
-        than the deferral in process memory that `replace` falls back to.
-        """
+    def advance(self, key: str, *, version: int) -> None:
+        """Move `key`'s stamp in Redis to the committed `version`: every older entry, of
+        every schema, stops being served. Raises RedisUnavailable if Redis is down (for a
+        durable caller, an event handler, that retries until Redis takes it)."""
         client = shared_redis()
         if client is not None:
-            self._invalidate_in_redis(client, key, version)
-
-    def _invalidate_in_redis(self, client: redis.Redis, key: str, version: int) -> None:
-        redis_guard.call(
-            client.register_script(_INVALIDATE),
-            keys=[self._entry_key(key), self._stamp_key(key)],
-            args=[version, self._stamp_ttl_ms()],
-        )
-
-    def _send_invalidation(self, key: str, version: int) -> None:
-        client = shared_redis()
-        if client is None:
-            return
-        try:
-            self._invalidate_in_redis(client, key, version)
-        except RedisUnavailable:
-            self._defer_invalidation(key, version)
-
-    def _defer_invalidation(self, key: str, version: int) -> None:
-        logger.warning("cache %s: invalidation of %s deferred (Redis down)", self.name, key)
-        with self._lock:
-            self._pending[key] = max(version, self._pending.get(key, -1))
-
-    def _replay_pending(self) -> None:
-        # While the breaker is open each attempt fails at once, without any I/O; one that
-        # fails stays pending.
-        if not self._pending:
-            return
-        with self._lock:
-            pending, self._pending = self._pending, {}
-        for key, version in pending.items():
-            self._send_invalidation(key, version)
+            client.register_script(_ADVANCE)(
+                keys=[self.stamp_key(key)], args=[version, self._stamp_ttl_ms()]
+            )

@@ -230,8 +230,13 @@ primary_streaming() {
   [[ $(pg_query "$PRIMARY_PORT" postgres "SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'") -ge 1 ]]
 }
 
-redis_cli() { redis-cli -h 127.0.0.1 -p "$REDIS_PORT" "$@" 2>/dev/null; }
+# The password reaches redis-cli through its environment, never its arguments (ps).
+redis_cli() {
+  REDISCLI_AUTH=$(cat "$SERVICES_DIR/redis-password" 2>/dev/null || true) \
+    redis-cli -h 127.0.0.1 -p "$REDIS_PORT" "$@" 2>/dev/null
+}
 redis_alive() { [[ $(redis_cli ping) == PONG ]]; }
+redis_unprotected() { [[ $(redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping 2>/dev/null) == PONG ]]; }
 redis_gone() { ! redis_alive; }
 redis_ours() { [[ $(redis_cli config get dir | tail -n 1) == "$(realpath -m "$REDIS_DIR")" ]]; }
 redis_up_here() {
@@ -239,9 +244,25 @@ redis_up_here() {
   redis_ours || die "port $REDIS_PORT is served by something other than our redis; pick another SERVICES_PORT_BASE"
 }
 
+# Redis refuses clients without this instance's password: anything else on the machine
+# could otherwise rewrite throttle counters, cached tokens or the task queue. Made once
+# an instance (like the secret key), hex so it needs no escaping in a URL.
+redis_password() {
+  local file=$SERVICES_DIR/redis-password
+  if [[ ! -s $file ]]; then
+    (umask 077 && head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$file")
+  fi
+  cat "$file"
+}
+
 start_redis() {
   log "starting redis on 127.0.0.1:$REDIS_PORT"
-  as_pg_user "$(command -v redis-server)" --port "$REDIS_PORT" --bind 127.0.0.1 --daemonize yes \
+  # The password goes in a config file only the server's user reads, not on its
+  # command line (ps would show it).
+  local conf=$RUN_DIR/redis.conf
+  (umask 077 && printf 'requirepass %s\n' "$(redis_password)" >"$conf")
+  if [[ $EUID -eq 0 ]]; then chown "$PG_USER:" "$conf"; fi
+  as_pg_user "$(command -v redis-server)" "$conf" --port "$REDIS_PORT" --bind 127.0.0.1 --daemonize yes \
     --save "" --appendonly no --dir "$REDIS_DIR" --pidfile "$RUN_DIR/redis.pid" --logfile "$LOG_DIR/redis.log" >/dev/null
   wait_for 15 "redis to answer PING" redis_alive || { tail -n 20 "$LOG_DIR/redis.log" >&2; die "redis failed to start"; }
 }
@@ -259,8 +280,8 @@ write_env_file() {
   {
     echo "DATABASE_URL=postgres://postgres@127.0.0.1:$PRIMARY_PORT/$DB_NAME"
     echo "DATABASE_REPLICA_URLS=postgres://postgres@127.0.0.1:$REPLICA_PORT/$DB_NAME"
-    echo "REDIS_URL=redis://127.0.0.1:$REDIS_PORT/0"
-    echo "CELERY_BROKER_URL=redis://127.0.0.1:$REDIS_PORT/1"
+    echo "REDIS_URL=redis://default:$(redis_password)@127.0.0.1:$REDIS_PORT/0"
+    echo "CELERY_BROKER_URL=redis://default:$(redis_password)@127.0.0.1:$REDIS_PORT/1"
     echo "DJANGO_SECRET_KEY=$(secret_key)"
     # The development stack's mail sink: every email a file in this directory.
     echo "EMAIL_BACKEND=django.core.mail.backends.filebased.EmailBackend"
@@ -296,6 +317,12 @@ cmd_up() {
   wait_for 30 "replica to be in recovery" replica_in_recovery || die "replica is not a standby; see $LOG_DIR/replica.log"
   wait_for 30 "primary to report a streaming replica" primary_streaming \
     || die "replica is not streaming; see $LOG_DIR/replica.log (or run 'down' then 'up')"
+  if redis_up_here && redis_unprotected; then
+    # Started by an older version of this script: bring it back with the password.
+    log "restarting redis, which answers without a password"
+    redis_cli shutdown nosave >/dev/null || true
+    wait_for 10 "redis to exit" redis_gone || die "redis would not stop"
+  fi
   if redis_up_here; then log "redis already running on 127.0.0.1:$REDIS_PORT"; else start_redis; fi
   write_env_file
 }

@@ -256,17 +256,26 @@ class UserAdmin(DjangoUserAdmin):
                 action="reactivate_users" if active else "deactivate_users",
             )
         for user in users:
-            self._set_active(request, user, active=active)
+            if not self._set_active(request, user, active=active):
+                return None
         self.message_user(request, f"{verb}d {counted}.", messages.SUCCESS)
         return None
 
-    def _set_active(self, request: HttpRequest, user: User, *, active: bool) -> None:
-        if active:
-            services.user_reactivate(user=user)
-        else:
-            services.user_deactivate(user=user)
+    def _set_active(self, request: HttpRequest, user: User, *, active: bool) -> bool:
+        """Change one user's status; False (with the reason shown) if it could not be."""
+        try:
+            if active:
+                services.user_reactivate(user=user)
+            else:
+                services.user_deactivate(user=user)
+        except services.RevocationUnavailable as exc:
+            # The token cache could not be told: nothing changed for this user, nor for
+            # those after it (they would fail alike).
+            self.message_user(request, f"{user.email}: {exc.message}", messages.ERROR)
+            return False
         # Actions and custom views are not logged by Django; the history page reads this.
         self.log_change(request, user, "Reactivated." if active else "Deactivated.")
+        return True
 
     def _confirmation(
         self, request: HttpRequest, *, users: list[User], title: str, action: str | None
@@ -318,9 +327,9 @@ class UserAdmin(DjangoUserAdmin):
             self.message_user(request, SELF_DEACTIVATION, messages.ERROR)
             return HttpResponseRedirect(change_url)
         if request.method == "POST":
-            self._set_active(request, user, active=active)
-            verb = "Reactivated" if active else "Deactivated"
-            self.message_user(request, f"{verb} {user.email}.", messages.SUCCESS)
+            if self._set_active(request, user, active=active):
+                verb = "Reactivated" if active else "Deactivated"
+                self.message_user(request, f"{verb} {user.email}.", messages.SUCCESS)
             return HttpResponseRedirect(change_url)
         verb = "Reactivate" if active else "Deactivate"
         return self._confirmation(request, users=[user], title=f"{verb} {user.email}?", action=None)

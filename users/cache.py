@@ -2,50 +2,59 @@
 
 Two caches, both on core.cache:
 
-* The user cache: a user's API representation (what `UserSerializer` renders) plus the
-  one internal flag needed to rebuild the authenticated principal (`is_superuser`),
-  keyed by id and versioned by `updated_at`. Readers check visibility first
-  (users.selectors) and only then read it.
-* The token cache: knox token digest -> (user id, expiry), in Redis only. Only the
-  digest (knox's SHA-512 of the token) is a key, never the token. It has no local
-  layer because a revoked token must stop working in every process at once; revocation
-  writes a tombstone that a racing fill (`SET NX`) cannot overwrite.
-
-The services call the `*_on_commit` functions for every write, so nothing is
-invalidated before the data is committed, and a rolled-back write invalidates nothing.
+* The user cache: a user record built here (the public fields the API shows, plus
+  `is_superuser` to rebuild the authenticated principal), keyed by id, versioned by the
+  row's `version` (incremented under the row lock by every write: commit order, whatever
+  the clocks say). Its shape is `USER_CACHE_SCHEMA`: a release that changes the shape
+  bumps it, and the two colours of a blue-green release never read each other's
+  entries (they share the stamps, so a write by either is seen by both). Readers check
+  visibility first (users.selectors) and only then read it.
+* The token cache: knox token digest -> (user id, expiry), in Redis only; only the
+  digest (knox's SHA-512 of the token) is a key, never the token. A revocation marks the
+  digest in Redis *before* the token row is deleted (`auth_tokens_revoke`), so no
+  process can accept a revoked token from the cache, and a racing fill (`SET NX`)
+  cannot overwrite the mark. Its key and value format are shared by every release.
 """
 
 from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
+import redis
 from cachetools import LRUCache
 from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from knox.models import AuthToken
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from core.cache import (
     CACHE_HITS,
     CACHE_MISSES,
     NOT_FETCHED,
+    REDIS_DOWN_ERRORS,
+    UNDECODABLE_VALUES,
     RedisUnavailable,
     VersionedCache,
-    redis_guard,
     shared_redis,
 )
 from core.db_router import PRIMARY
-from users.api.serializers import UserSerializer
-from users.models import User
+from users.models import CachedPrincipal, User
+
+# The shape of a cached user (`_record`). Bump it with any change to that shape.
+USER_CACHE_SCHEMA = "2"
 
 user_cache = VersionedCache(
     "user",
+    schema=USER_CACHE_SCHEMA,
     ttl=lambda: float(settings.USER_CACHE_TTL),
     negative_ttl=lambda: float(settings.USER_NEGATIVE_CACHE_TTL),
     local_ttl=lambda: float(settings.USER_LOCAL_CACHE_TTL),
@@ -54,12 +63,32 @@ user_cache = VersionedCache(
 
 
 def user_version(user: User) -> int:
-    """The version of a user row: `updated_at` in microseconds (every save moves it)."""
-    return int(user.updated_at.timestamp() * 1_000_000)
+    """The version of a user row: its `version` column (every write increments it)."""
+    return int(user.version)
 
 
-def _entry(user: User) -> dict[str, Any]:
-    return {"user": dict(UserSerializer(user).data), "is_superuser": user.is_superuser}
+def _timestamp(value: datetime) -> str:
+    # ISO 8601 in UTC with a `Z`, as the API renders timestamps.
+    text = value.astimezone(UTC).isoformat()
+    return text[:-6] + "Z" if text.endswith("+00:00") else text
+
+
+def _record(user: User) -> dict[str, Any]:
+    """A user as the cache holds it (schema USER_CACHE_SCHEMA): the public fields, in the
+    form the API shows them, and the one internal flag the principal needs."""
+    return {
+        "user": {
+            "id": str(user.pk),
+            "email": user.email,
+            "display_name": user.display_name,
+            "is_active": user.is_active,
+            "is_staff": user.is_staff,
+            "date_joined": _timestamp(user.date_joined),
+            "updated_at": _timestamp(user.updated_at),
+        },
+        "is_superuser": user.is_superuser,
+        "version": user_version(user),
+    }
 
 
 def _load(user_id: UUID, latest: bool = False) -> tuple[int, dict[str, Any]] | None:
@@ -69,11 +98,12 @@ def _load(user_id: UUID, latest: bool = False) -> tuple[int, dict[str, Any]] | N
         # asking the router for the write database would count this read as a write.
         users = users.using(PRIMARY)
     user = users.filter(pk=user_id).first()
-    return None if user is None else (user_version(user), _entry(user))
+    return None if user is None else (user_version(user), _record(user))
 
 
 def user_entry_get(user_id: UUID, *, stamp: Any = NOT_FETCHED) -> dict[str, Any] | None:
-    """The cached entry of a user (`user` representation, `is_superuser`), None if absent.
+    """The cached record of a user (`user`: the public fields; `is_superuser`; `version`),
+    None if absent.
 
     No permission check here: callers decide visibility first (users.selectors). `stamp`:
     the entry's stamp if the caller has just read it (see `auth_token_get`).
@@ -83,34 +113,40 @@ def user_entry_get(user_id: UUID, *, stamp: Any = NOT_FETCHED) -> dict[str, Any]
 
 def user_cache_prime(user: User) -> bool:
     """Cache a user row the caller has just read; False if a newer write is known."""
-    return user_cache.prime(str(user.pk), user_version(user), _entry(user))
+    return user_cache.prime(str(user.pk), user_version(user), _record(user))
 
 
 def user_cache_refresh_on_commit(user: User) -> None:
     """After commit, make this (committed) row the cached user everywhere and refuse any
     older row later: the next read needs no query."""
-    user_cache.replace_on_commit(str(user.pk), version=user_version(user), data=_entry(user))
+    user_cache.replace_on_commit(str(user.pk), version=user_version(user), data=_record(user))
 
 
-def user_cache_invalidate_from_event(*, user_id: str, updated_at: str) -> None:
-    """Drop the cached user in Redis for a committed change an event reports.
+def user_cache_invalidate_from_event(*, user_id: str) -> None:
+    """Stop Redis serving any cached copy of a user older than its committed row.
 
-    The writing process invalidates after commit, but if Redis was down then, it can only
-    keep that in its memory, lost if it exits. The event is durable (the outbox): its
-    handler repeats the invalidation until Redis takes it. Raises RedisUnavailable.
+    The writing process refreshes the cache after commit, but if Redis was down then,
+    only that process knows. The event is durable (the outbox): its handler repeats this
+    until Redis takes it. The version is read from the primary: the newest committed one
+    is at least the event's, and moving the stamp to it is as right. Raises
+    RedisUnavailable.
     """
-    version = int(datetime.fromisoformat(updated_at).timestamp() * 1_000_000)
-    user_cache.invalidate_shared(user_id, version=version)
+    version = (
+        User.objects.using(PRIMARY).filter(pk=user_id).values_list("version", flat=True).first()
+    )
+    if version is not None:
+        user_cache.advance(user_id, version=version)
 
 
-def principal_from_entry(entry: dict[str, Any]) -> User:
-    """A read-only User built from a cache entry, for `request.user`.
+def principal_from_entry(entry: dict[str, Any]) -> CachedPrincipal:
+    """The authenticated principal built from a cache record, for `request.user`.
 
-    It carries no password hash and no relations: writes load the row from the database
-    (views call the selectors, then the services), never save this object.
+    A CachedPrincipal: it carries no password hash and refuses to be saved, so a stray
+    `request.user.save()` can never blank the stored hash. Writes load the row from the
+    database (views call the selectors, then the services).
     """
     data = entry["user"]
-    user = User(
+    user = CachedPrincipal(
         id=UUID(data["id"]),
         email=data["email"],
         display_name=data["display_name"],
@@ -119,6 +155,7 @@ def principal_from_entry(entry: dict[str, Any]) -> User:
         is_superuser=entry["is_superuser"],
         date_joined=_datetime(data["date_joined"]),
         updated_at=_datetime(data["updated_at"]),
+        version=entry["version"],
     )
     user._state.adding = False
     user._state.db = "default"
@@ -134,7 +171,12 @@ def _datetime(value: str) -> datetime:
 
 # --- Tokens -------------------------------------------------------------------------
 
+# The token cache's values. Shared by every release, so they never change meaning: a
+# reader takes anything it does not understand for a miss (the database decides).
 _REVOKED = b"revoked"
+# Written before a revocation commits: "ask the database". Safe whether or not the
+# revocation then commits, and no fill can replace it (`SET NX`).
+_UNVERIFIED = b"unverified"
 
 
 def _token_key(digest: str) -> str:
@@ -143,6 +185,10 @@ def _token_key(digest: str) -> str:
 
 class TokenRevoked(Exception):
     """The token was revoked: refuse it without asking the database."""
+
+
+class RevocationNotRecorded(Exception):
+    """Redis could not record a revocation in time; the caller must not revoke."""
 
 
 def auth_token_get(digest: str) -> tuple[AuthToken, Any] | None:
@@ -156,37 +202,44 @@ def auth_token_get(digest: str) -> tuple[AuthToken, Any] | None:
     client = shared_redis()
     if client is None:
         raise RedisUnavailable("no shared cache configured")
-    replay_pending_tombstones()
     key = _token_key(digest)
-    if key in _pending_tombstones:
-        raise TokenRevoked(digest)
     with _token_users_lock:
         user_id = _token_users.get(digest)
     stamp = NOT_FETCHED
     if user_id is None:
-        raw = redis_guard.call(client.get, key)
+        raw = client.get(key)
     else:
-        raw, stamp = redis_guard.call(client.mget, [key, user_cache.stamp_key(str(user_id))])
-    if raw is None:
+        raw, stamp = client.mget([key, user_cache.stamp_key(str(user_id))])
+    if raw == _REVOKED:
+        raise TokenRevoked(digest)
+    token = None if raw is None or raw == _UNVERIFIED else _decode_token(digest, raw)
+    if token is None:
         CACHE_MISSES.labels("token", "redis").inc()
         return None
     CACHE_HITS.labels("token", "redis").inc()
-    if raw == _REVOKED:
-        raise TokenRevoked(digest)
-    data = json.loads(raw)
-    token = AuthToken(
-        digest=digest,
-        token_key=data["key"],
-        user_id=UUID(data["user"]),
-        created=_datetime(data["created"]),
-        expiry=_datetime(data["expiry"]) if data["expiry"] else None,
-    )
-    token._state.adding = False
-    token._state.db = "default"
     if user_id is None:
         with _token_users_lock:
             _token_users[digest] = token.user_id
     return token, stamp
+
+
+def _decode_token(digest: str, raw: bytes | str) -> AuthToken | None:
+    try:
+        data = json.loads(raw)
+        token = AuthToken(
+            digest=digest,
+            token_key=data["key"],
+            user_id=UUID(data["user"]),
+            created=_datetime(data["created"]),
+            expiry=_datetime(data["expiry"]) if data["expiry"] else None,
+        )
+    except (ValueError, TypeError, KeyError):
+        # Not what this code writes: a miss, so the database decides.
+        UNDECODABLE_VALUES.inc()
+        return None
+    token._state.adding = False
+    token._state.db = "default"
+    return token
 
 
 # Token digest -> its user's id, which never changes: known, it lets a request read the
@@ -199,7 +252,7 @@ _token_users_lock = threading.Lock()
 def auth_token_remember(token: AuthToken) -> None:
     """Cache a token just verified against the database, unless it was revoked meanwhile.
 
-    `SET NX`: a revocation's tombstone, written after its commit, wins over this fill.
+    `SET NX`: a revocation's mark, written before its commit, wins over this fill.
     """
     client = shared_redis()
     if client is None or connection.in_atomic_block:
@@ -218,47 +271,81 @@ def auth_token_remember(token: AuthToken) -> None:
         }
     )
     try:
-        redis_guard.call(client.set, _token_key(token.digest), payload, nx=True, px=int(ttl * 1000))
+        client.set(_token_key(token.digest), payload, nx=True, px=int(ttl * 1000))
     except RedisUnavailable:
         return
 
 
-def auth_tokens_forget_on_commit(digests: Iterable[str]) -> None:
-    """After commit, tombstone these tokens so no process accepts them from the cache."""
+def auth_tokens_revoke(digests: Iterable[str]) -> None:
+    """Mark these tokens in Redis before their rows are deleted; call inside the
+    transaction that deletes them.
+
+    Once the delete commits, the database refuses the tokens; the mark makes every
+    process ask it instead of trusting a cached copy, now and after any Redis stall. If
+    Redis cannot take the mark within AUTH_REVOCATION_TIMEOUT, this raises
+    RevocationNotRecorded (the API answers 503) and the transaction rolls back: a
+    revocation is never reported done while a cached copy could still be accepted. After
+    commit the marks become tombstones, which refuse the tokens without a query.
+    """
     keys = [_token_key(digest) for digest in digests]
-    if keys:
-        transaction.on_commit(lambda: _tombstone(keys), robust=True)
+    if not keys or shared_redis() is None:
+        return
+    _mark_or_fail(keys)
+    transaction.on_commit(lambda: _tombstone(keys), robust=True)
+
+
+def _ttl_ms() -> int:
+    # Outlives any entry a racing fill could have written before the mark.
+    return int(float(settings.AUTH_TOKEN_CACHE_TTL) * 1000) + 1000
+
+
+def _mark_or_fail(keys: list[str]) -> None:
+    # Past the breaker, with a socket timeout as long as the whole budget: a Redis that
+    # holds writes (CLIENT PAUSE, a failover) answers when it resumes, and this waits
+    # for it. Retries cover a refused or reset connection.
+    deadline = time.monotonic() + float(settings.AUTH_REVOCATION_TIMEOUT)
+    client = _revocation_client()
+    while True:
+        try:
+            pipe = client.pipeline(transaction=False)
+            for key in keys:
+                pipe.set(key, _UNVERIFIED, px=_ttl_ms())
+            pipe.execute()
+            return
+        except REDIS_DOWN_ERRORS as exc:
+            if time.monotonic() >= deadline:
+                raise RevocationNotRecorded(str(exc)) from exc
+            time.sleep(0.05)
+
+
+_revocation_clients: dict[tuple[str, float], redis.Redis] = {}
+
+
+def _revocation_client() -> redis.Redis:
+    """A plain redis-py client on the cache's Redis, its timeouts the revocation budget."""
+    url = str(settings.CACHES["default"]["LOCATION"])
+    budget = float(settings.AUTH_REVOCATION_TIMEOUT)
+    client = _revocation_clients.get((url, budget))
+    if client is None:
+        client = redis.Redis.from_url(
+            url,
+            socket_timeout=budget,
+            socket_connect_timeout=min(budget, 1.0),
+            retry=Retry(NoBackoff(), 0),
+        )
+        _revocation_clients[(url, budget)] = client
+    return client
 
 
 def _tombstone(keys: list[str]) -> None:
     client = shared_redis()
     if client is None:
         return
-    # Outlives any entry a racing fill could have written before the tombstone.
-    ttl_ms = int(float(settings.AUTH_TOKEN_CACHE_TTL) * 1000) + 1000
-
-    def write() -> None:
-        pipe = client.pipeline(transaction=False)
-        for key in keys:
-            pipe.set(key, _REVOKED, px=ttl_ms)
-        pipe.execute()
-
+    pipe = client.pipeline(transaction=False)
+    for key in keys:
+        pipe.set(key, _REVOKED, px=_ttl_ms())
+    # Best effort: the marks already keep the tokens from being accepted from the cache.
     try:
-        redis_guard.call(write)
+        pipe.execute()
     except RedisUnavailable:
-        # The principal check still refuses deactivated users; a logout or password
-        # change made during an outage may let its old tokens through from a cached entry
-        # for at most AUTH_TOKEN_CACHE_TTL (entries written before the outage).
-        _pending_tombstones.update(keys)
-
-
-_pending_tombstones: set[str] = set()
-
-
-def replay_pending_tombstones() -> None:
-    """Write tombstones that an outage deferred, once Redis answers again."""
-    if not _pending_tombstones:
         return
-    keys = list(_pending_tombstones)
-    _pending_tombstones.difference_update(keys)
-    _tombstone(keys)

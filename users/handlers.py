@@ -33,12 +33,13 @@ def send_welcome_email(event: OutboxEvent) -> None:
 
 
 def invalidate_cached_user(event: OutboxEvent) -> None:
-    """user.*: drop the cached user in Redis, durably (see users.cache).
+    """user.*: stop Redis serving cached copies older than the user's row, durably
+    (see users.cache).
 
     Raises DependencyDown while Redis is down: the task retries until it is back.
     """
     payload = event.payload
     try:
-        user_cache_invalidate_from_event(user_id=payload["id"], updated_at=payload["updated_at"])
+        user_cache_invalidate_from_event(user_id=payload["id"])
     except RedisUnavailable as exc:
         raise DependencyDown("Redis is unavailable") from exc

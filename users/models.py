@@ -113,6 +113,11 @@ class User(AbstractBaseUser, PermissionsMixin):
     is_staff = models.BooleanField(default=False)
     date_joined = models.DateTimeField(default=timezone.now, editable=False)
     updated_at = models.DateTimeField(auto_now=True)
+    # Incremented by every write (users.services), under the row lock the write holds:
+    # versions follow the order of commits whatever the app servers' clocks say, which
+    # is what the cache's "nothing older than the last write" rule needs. `db_default`
+    # lets a release that does not know the column still insert rows.
+    version = models.PositiveBigIntegerField(default=1, db_default=1, editable=False)
 
     objects: ClassVar[UserManager] = UserManager()
 
@@ -138,3 +143,23 @@ class User(AbstractBaseUser, PermissionsMixin):
         """Store the canonical email, so validation and uniqueness see the saved form."""
         super().clean()
         self.email = normalize_email(self.email)
+
+
+class CachedPrincipal(User):
+    """A user rebuilt from the user cache for `request.user`: read-only.
+
+    It has no password hash (the cache never holds one), so saving it would blank the
+    stored hash; it refuses to be saved or deleted instead. Writes start from the row
+    (users.selectors.user_get, then users.services).
+    """
+
+    class Meta:
+        proxy = True
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        """Refuse: a cached principal is never written back."""
+        raise TypeError("A cached principal cannot be saved; load the user row to write.")
+
+    def delete(self, *args: Any, **kwargs: Any) -> Any:
+        """Refuse: a cached principal is never written back."""
+        raise TypeError("A cached principal cannot be deleted; load the user row to write.")

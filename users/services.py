@@ -20,14 +20,12 @@ from django.http import HttpRequest
 from django.utils import timezone
 from knox.models import AuthToken
 
-from core.exceptions import InvalidCredentials, Throttled
+from core.exceptions import ApplicationError, InvalidCredentials, Throttled
 from events import registry as topics
 from events.services import event_publish
+from users import cache as user_caches
 from users import login_throttle
-from users.cache import (
-    auth_tokens_forget_on_commit,
-    user_cache_refresh_on_commit,
-)
+from users.cache import user_cache_refresh_on_commit
 from users.models import User, normalize_email
 
 # Every field `user_update` may change. Which of them a caller may touch is decided by
@@ -35,6 +33,13 @@ from users.models import User, normalize_email
 UPDATABLE_FIELDS = frozenset({"email", "display_name", "is_active", "is_staff", "is_superuser"})
 # Separates email-change tokens from every other value signed with the secret key.
 EMAIL_CHANGE_SALT = "users.email-change"
+
+
+class RevocationUnavailable(ApplicationError):
+    """The token cache could not be told of a revocation in time: nothing was revoked."""
+
+    status_code = 503
+    code = "service_unavailable"
 
 
 def _email_taken() -> ValidationError:
@@ -106,8 +111,7 @@ def user_update(*, user: User, data: dict[str, Any]) -> User:
             row.full_clean(
                 exclude=[f.name for f in User._meta.concrete_fields if f.name not in changed]
             )
-            row.save(update_fields=[*changed, "updated_at"])
-            user_cache_refresh_on_commit(row)
+            _save(row, fields=changed)
             deactivated = was_active and not row.is_active
             if deactivated:
                 _revoke_tokens(user=row)
@@ -256,10 +260,21 @@ def _locked(user: User) -> User:
 
     Writes start from it, not from the caller's copy: what another writer committed
     meanwhile (a demotion, say) is kept, the whole row that the cache is given after
-    commit is the committed one, and the version (`updated_at`, set on save, after the
-    lock) follows the order of commits, as the cache's version checks assume.
+    commit is the committed one, and the version (incremented on save, after the lock)
+    follows the order of commits, as the cache's version checks assume.
     """
     return User.objects.select_for_update().get(pk=user.pk)
+
+
+def _save(row: User, *, fields: list[str]) -> None:
+    """Save `fields` of a locked row, with a new version, and refresh the cache after commit.
+
+    The version is the locked row's plus one: the lock orders writes of a row, so
+    versions follow the order of commits, not any server's clock.
+    """
+    row.version += 1
+    row.save(update_fields=[*fields, "updated_at", "version"])
+    user_cache_refresh_on_commit(row)
 
 
 def user_deactivate(*, user: User) -> User:
@@ -296,8 +311,7 @@ def user_set_password(
             row.set_unusable_password()
         else:
             row.set_password(password)
-        row.save(update_fields=["password", "updated_at"])
-        user_cache_refresh_on_commit(row)
+        _save(row, fields=["password"])
         _revoke_tokens(user=row, keep=keep_token)
         event_publish(
             topic=topics.USER_UPDATED,
@@ -332,10 +346,10 @@ def auth_token_create(
 
 def auth_token_revoke(*, token: AuthToken) -> None:
     """Revoke one token (logout)."""
-    digest = token.digest  # `delete()` clears the primary key
     with transaction.atomic():
+        # Before the delete: if the cache cannot be told, nothing is revoked (a 503).
+        _mark_revoked([token.digest])
         token.delete()
-        auth_tokens_forget_on_commit([digest])
 
 
 def auth_tokens_expired_delete(*, batch_size: int = 10_000) -> int:
@@ -379,7 +393,18 @@ def _revoke_tokens(*, user: User, keep: AuthToken | None = None) -> None:
     tokens = AuthToken.objects.filter(user=user)
     if keep is not None:
         tokens = tokens.exclude(pk=keep.pk)
-    # Exactly the rows deleted get tombstoned in the token cache, after commit.
+    # Exactly the rows deleted are marked in the token cache, before they are deleted.
     digests = list(tokens.values_list("digest", flat=True))
+    _mark_revoked(digests)
     AuthToken.objects.filter(digest__in=digests).delete()
-    auth_tokens_forget_on_commit(digests)
+
+
+def _mark_revoked(digests: list[str]) -> None:
+    """Tell the token cache before the rows go (users.cache.auth_tokens_revoke); if it
+    cannot be told, raise RevocationUnavailable so the transaction revokes nothing."""
+    try:
+        user_caches.auth_tokens_revoke(digests)
+    except user_caches.RevocationNotRecorded as exc:
+        raise RevocationUnavailable(
+            "The revocation could not be recorded; nothing was changed. Try again shortly."
+        ) from exc

@@ -20,7 +20,7 @@ from django.db import connection
 from prometheus_client import REGISTRY
 from rest_framework.test import APIClient
 
-from core.cache import VersionedCache, redis_guard
+from core.cache import RedisUnavailable, VersionedCache, redis_guard
 from users import services as user_services
 from users.cache import user_cache
 from users.models import User
@@ -40,6 +40,7 @@ def versioned_cache(*, local_ttl: Callable[[], float] = lambda: 60.0) -> Version
     """A VersionedCache of its own (a fresh name), 60 s lifetimes, up to 10 local entries."""
     return VersionedCache(
         f"test-{uuid.uuid4().hex}",
+        schema="1",
         ttl=lambda: 60.0,
         negative_ttl=lambda: 60.0,
         local_ttl=local_ttl,
@@ -92,6 +93,34 @@ class TestResilientBackendWithoutRedis:
         # Only the failures that opened it reached the network.
         assert metric("userservice_redis_errors_total") - errors == FAIL_MAX
 
+    def test_every_redis_operation_goes_through_the_breaker(self) -> None:
+        for _ in range(FAIL_MAX):
+            cache.get("key")
+        assert redis_guard.is_open
+        errors = metric("userservice_redis_errors_total")
+        client = cache.redis_client()  # type: ignore[attr-defined]
+        redis_only: list[Callable[[], Any]] = [
+            lambda: cache.ttl("key"),  # type: ignore[attr-defined]
+            lambda: cache.expire("key", 10),  # type: ignore[attr-defined]
+            lambda: cache.persist("key"),  # type: ignore[attr-defined]
+            lambda: cache.delete_pattern("key*"),  # type: ignore[attr-defined]
+            lambda: cache.keys("*"),  # type: ignore[attr-defined]
+            lambda: cache.lock("key", timeout=1).acquire(blocking=False),  # type: ignore[attr-defined]
+            lambda: client.pipeline().set("a", 1).get("a").execute(),
+            lambda: client.register_script("return 1")(keys=[], args=[]),
+            lambda: client.mget(["a", "b"]),
+        ]
+        for operation in redis_only:
+            with pytest.raises(RedisUnavailable):
+                operation()
+        # Those with a process-local equivalent answer from it.
+        cache.set("counter", 5)
+        assert cache.decr("counter") == 4
+        assert cache.incr("counter") == 5
+        assert cache.touch("counter", 10) is True
+        # Skipped, not attempted: no network call while the breaker is open.
+        assert metric("userservice_redis_errors_total") == errors
+
 
 class TestVersionedCacheWithoutRedis:
     """`make run`: no REDIS_URL, one process; the local layer alone, with the same rules."""
@@ -101,6 +130,7 @@ class TestVersionedCacheWithoutRedis:
         settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
         return VersionedCache(
             f"test-{uuid.uuid4().hex}",
+            schema="1",
             ttl=lambda: 60.0,
             negative_ttl=lambda: 60.0,
             local_ttl=lambda: 60.0,
@@ -166,7 +196,8 @@ class RedisServer:
         self.services_dir = services_dir
         self.port = urlsplit(url).port
         self.primary_port = urlsplit(database_url).port
-        self.client = redis.Redis(port=self.port or 6379, socket_timeout=0.2)
+        self.url = url
+        self.client = redis.Redis.from_url(url, socket_timeout=0.2)
         self.paused = False
 
     def pid(self) -> int:
@@ -191,6 +222,8 @@ class RedisServer:
             [shutil.which("redis-cli") or "redis-cli", "-p", str(self.port), "shutdown", "nosave"],
             check=False,
             capture_output=True,
+            # The instance's password, kept out of the command line.
+            env={**os.environ, "REDISCLI_AUTH": urlsplit(self.url).password or ""},
         )
         self.wait(lambda: not self.alive(), "redis to stop")
 
@@ -380,7 +413,7 @@ def test_local_copies_checked_against_redis_outlive_the_local_ttl(
     assert versioned.get("a", lambda latest: (1, "not loaded")) == "v1"
     assert metric("userservice_cache_hits_total", cache=versioned.name, layer="local") == hits + 1
     # Another process's write, as Redis knows it: this process's copy is now refused.
-    versioned.invalidate_shared("a", version=2)
+    versioned.advance("a", version=2)
     assert versioned.get("a", lambda latest: (2, "v2")) == "v2"
 
 
@@ -390,11 +423,11 @@ def test_replace_keeps_the_newest_committed_value(services: dict[str, str]) -> N
     versioned.replace("a", version=3, data="v3")
     versioned.replace("a", version=2, data="v2")
     # A late durable invalidation of an older version leaves the newer entry alone.
-    versioned.invalidate_shared("a", version=2)
+    versioned.advance("a", version=2)
     versioned.clear_local()  # as another process: Redis alone answers
     assert versioned.get("a", lambda latest: (1, "not loaded")) == "v3"
     # One of a newer version drops it.
-    versioned.invalidate_shared("a", version=4)
+    versioned.advance("a", version=4)
     versioned.clear_local()
     assert versioned.get("a", lambda latest: (4, "v4")) == "v4"
 

@@ -348,7 +348,7 @@ def test_the_cache_never_keeps_a_row_older_than_the_last_write(routed) -> None:
     # The write left its row in Redis; as if Redis had evicted it, only the stamp stays.
     client = shared_redis()
     assert client is not None
-    client.delete(f"vc:user:e:{user.pk}")
+    client.delete(user_cache.entry_key(str(user.pk)))
     refused = (
         REGISTRY.get_sample_value("userservice_cache_fills_refused_total", {"cache": "user"}) or 0.0
     )

@@ -158,3 +158,94 @@ def test_local_state_and_env_files_are_not_read(tmp_path: Path, local: str) -> N
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(key)
     assert weakness(key, root=tmp_path) is None
+
+
+PRODUCTION_KEY = "a-production-like-secret-key-" + "x" * 40
+
+
+def settings_of(code: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """Run `code` in a fresh process after loading the settings with `env` (no I/O)."""
+    production = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("DJANGO_", "DATABASE_", "REDIS_", "CELERY_", "WEBHOOK_"))
+    }
+    setup = "import django; django.setup(); from django.conf import settings\n"
+    return subprocess.run(
+        [sys.executable, "-c", setup + code],
+        cwd=ROOT,
+        env={
+            **production,
+            "DJANGO_SETTINGS_MODULE": "config.settings",
+            "DJANGO_SECRET_KEY": PRODUCTION_KEY,
+            **env,
+        },
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize("name", ["REDIS_URL", "CELERY_BROKER_URL"])
+@pytest.mark.parametrize(
+    "url",
+    ["redis://cache.example.com:6379/0", "rediss://cache.example.com:6380/0", "redis://user@h/0"],
+)
+def test_refuses_a_redis_url_without_a_password_when_not_debug(name: str, url: str) -> None:
+    result = settings_of("print('loaded')", **{name: url})
+    assert result.returncode != 0
+    assert f"{name} must carry a password" in result.stderr
+
+
+def test_takes_redis_over_tls_with_a_password() -> None:
+    # Parsed settings only, no TLS server: the cache's pool is built for TLS from the URL,
+    # and the broker gets the URL as given (kombu reads `rediss://` and ssl_cert_reqs).
+    url = "rediss://default:s3cret@cache.example.com:6380/0?ssl_cert_reqs=required"
+    code = (
+        "import redis\n"
+        "from django.core.cache import caches\n"
+        "pool = caches['default'].client.get_client().connection_pool\n"
+        "print(pool.connection_class.__name__, pool.connection_kwargs['password'],\n"
+        "      pool.connection_kwargs['ssl_cert_reqs'], settings.CELERY_BROKER_URL)\n"
+    )
+    broker = "rediss://default:s3cret@cache.example.com:6380/1?ssl_cert_reqs=required"
+    result = settings_of(code, REDIS_URL=url, CELERY_BROKER_URL=broker)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["SSLConnection", "s3cret", "required", broker]
+
+
+def test_every_cache_and_celery_refuse_pickle() -> None:
+    code = (
+        "from django.core.cache import caches\n"
+        "from config.celery import app\n"
+        "for alias in settings.CACHES:\n"
+        "    print(type(caches[alias].client._serializer).__name__)\n"
+        "print(sorted(app.conf.accept_content), sorted(app.conf.result_accept_content or []),\n"
+        "      app.conf.task_serializer, app.conf.result_serializer, app.conf.event_serializer)\n"
+    )
+    result = settings_of(
+        code,
+        REDIS_URL="redis://default:pw@127.0.0.1:1/0",
+        CELERY_BROKER_URL="redis://default:pw@127.0.0.1:1/1",
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        "SafeJSONSerializer",
+        "['json'] ['json'] json json json",
+    ]
+
+
+def test_no_project_module_unpickles() -> None:
+    # Whatever Redis or the broker holds is only ever read as JSON: no pickle, no
+    # modules that wrap it, anywhere outside the tests.
+    unpicklers = re.compile(r"^\s*(import|from)\s+(pickle|cPickle|dill|shelve|jsonpickle)\b", re.M)
+    skipped = {"tests", "browser_tests", "staticfiles", "artifacts"}
+    sources = [
+        path.relative_to(ROOT)
+        for path in ROOT.rglob("*.py")
+        if not any(part.startswith(".") or part in skipped for part in path.relative_to(ROOT).parts)
+    ]
+    assert Path("core/cache.py") in sources
+    offenders = [str(name) for name in sources if unpicklers.search((ROOT / name).read_text())]
+    assert offenders == []

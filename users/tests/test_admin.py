@@ -1,5 +1,7 @@
 """users.admin: staff manage users, and every change goes through the services."""
 
+from typing import Any
+
 import pytest
 from django.contrib.admin.models import LogEntry
 from django.test import Client
@@ -431,3 +433,16 @@ def test_superusers_can_change_superusers(admin_client_: Client) -> None:
     assert admin_client_.post(f"/admin/users/user/{boss.pk}/deactivate/").status_code == 302
     boss.refresh_from_db()
     assert not boss.is_active
+
+
+def test_a_deactivation_redis_cannot_record_is_reported_and_changes_nothing(
+    admin_client_: Client, user: User, redis_down: None, settings: Any
+) -> None:
+    settings.AUTH_REVOCATION_TIMEOUT = 0.2
+    AuthToken.objects.create(user=user)
+    response = admin_client_.post(f"/admin/users/user/{user.pk}/deactivate/", follow=True)
+    assert response.status_code == 200
+    assert "nothing was changed" in response.content.decode()
+    user.refresh_from_db()
+    assert user.is_active
+    assert AuthToken.objects.filter(user=user).exists()

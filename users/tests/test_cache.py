@@ -1,11 +1,12 @@
 """users.cache, against the real Redis and PostgreSQL of `make test`: hits per layer with
 pinned query counts, invalidation on every write path, versioned fills, rollback,
-negative entries, stampedes, cached tokens and revocation, a second process."""
+negative entries, stampedes, cached tokens and revocation (also while Redis holds writes),
+other app servers (one with its clock 5 s ahead), two releases' schemas side by side,
+the read-only principal, and values planted in Redis."""
 
+import inspect
 import json
-import os
-import subprocess
-import sys
+import pickle
 import threading
 import time
 import uuid
@@ -16,21 +17,28 @@ from typing import Any
 
 import pytest
 import redis
-from django.conf import settings
+from django.core.cache import cache
 from django.db import connection, transaction
+from django.test import RequestFactory
 from knox.models import AuthToken
 from prometheus_client import REGISTRY
 from rest_framework.test import APIClient
 
 from core import db_router
+from core.cache import VersionedCache, redis_guard
+from users import cache as users_cache_module
 from users import services as user_services
+from users.api.serializers import UserSerializer
+from users.api.throttles import LoginEmailThrottle, LoginIPThrottle
+from users.authentication import TokenAuthentication
 from users.cache import (
     _load,
     user_cache,
     user_cache_prime,
     user_entry_get,
 )
-from users.models import User
+from users.models import CachedPrincipal, User
+from users.tests.conftest import Peer
 from users.tests.factories import DEFAULT_PASSWORD, UserFactory
 
 # Fills are skipped inside transactions (they could cache uncommitted rows), so these
@@ -55,7 +63,7 @@ def hits(layer: str, cache: str = "user") -> float:
 
 
 def entry_key(user_id: Any) -> str:
-    return f"vc:user:e:{user_id}"
+    return user_cache.entry_key(str(user_id))
 
 
 @pytest.fixture
@@ -388,7 +396,7 @@ class TestStampede:
         self, services: dict[str, str], user: User, redis_client: redis.Redis
     ) -> None:
         # Another process holds the fill lock: this one waits for its entry, no query.
-        redis_client.set(f"vc:user:l:{user.pk}", "other-process", px=20_000)
+        redis_client.set(user_cache._lock_key(str(user.pk)), "other-process", px=20_000)
         misses = metric("userservice_cache_misses_total", cache="user", layer="redis")
         found: list[Any] = []
         counted: list[int] = []
@@ -415,7 +423,7 @@ class TestStampede:
     def test_a_load_never_releases_another_process_lock(
         self, services: dict[str, str], user: User, redis_client: redis.Redis
     ) -> None:
-        lock = f"vc:user:l:{user.pk}"
+        lock = user_cache._lock_key(str(user.pk))
 
         def slow_load(latest: bool) -> Any:
             # Our lock expired during the load and another process took it.
@@ -487,49 +495,12 @@ class TestTokens:
 
 class TestAnotherProcess:
     @pytest.fixture
-    def peer(self, services: dict[str, str]) -> Iterator[Callable[[str], dict[str, Any]]]:
+    def peer(self, start_peer: Callable[..., Peer]) -> Peer:
         """A second Django process on the same test database and Redis."""
-        db = connection.settings_dict
-        env = {
-            **os.environ,
-            "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
-            "DJANGO_SETTINGS_MODULE": "config.settings",
-            "PYTHONPATH": str(ROOT),
-            "USER_LOCAL_CACHE_TTL": str(settings.USER_LOCAL_CACHE_TTL),
-            # The peer reads the test database on the primary; its answers are the only
-            # lines on its stdout.
-            "DATABASE_REPLICA_URLS": "",
-            "LOG_LEVEL": "CRITICAL",
-        }
-        process = subprocess.Popen(
-            [sys.executable, str(ROOT / "users" / "tests" / "cache_peer.py")],
-            cwd=ROOT,
-            env=env,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        assert process.stdin is not None
-        assert process.stdout is not None
-        assert json.loads(process.stdout.readline()) == {"ready": True}
-
-        def ask(command: str) -> dict[str, Any]:
-            assert process.stdin is not None
-            assert process.stdout is not None
-            process.stdin.write(command + "\n")
-            process.stdin.flush()
-            return dict(json.loads(process.stdout.readline()))
-
-        yield ask
-        process.stdin.close()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(10)
+        return start_peer()
 
     def test_a_write_here_is_seen_there_at_once(
-        self, services: dict[str, str], user: User, peer: Callable[[str], dict[str, Any]]
+        self, services: dict[str, str], user: User, peer: Peer
     ) -> None:
         first = peer(f"get {user.pk}")
         assert first["queries"] == 1
@@ -545,3 +516,313 @@ class TestAnotherProcess:
         assert after["data"]["display_name"] == "Changed here"
         assert after["queries"] == 0
         assert peer(f"get {user.pk}")["queries"] == 0
+
+
+class TestRecord:
+    def test_the_cached_record_is_built_here_and_matches_the_api(
+        self, services: dict[str, str]
+    ) -> None:
+        users = [
+            UserFactory.create(),
+            UserFactory.create(is_staff=True, display_name="Zoë ✓"),
+            UserFactory.create(is_active=False, display_name=""),
+        ]
+        for user in users:
+            entry = user_entry_get(user.pk)
+            assert entry is not None
+            row = User.objects.get(pk=user.pk)
+            assert entry["user"] == UserSerializer(row).data
+            assert (entry["is_superuser"], entry["version"]) == (row.is_superuser, row.version)
+        # Its shape is this module's, not the API layer's.
+        assert "users.api" not in inspect.getsource(users_cache_module)
+
+
+class TestServersWithSkewedClocks:
+    def test_alternating_writes_are_read_on_both_servers(
+        self, services: dict[str, str], user: User, start_peer: Callable[..., Peer]
+    ) -> None:
+        ahead = start_peer(clock_offset="+5s")
+        behind = start_peer()
+        assert ahead("clock")["now"] - behind("clock")["now"] >= 4.5, "faketime had no effect"
+        for server in (ahead, behind):  # both hold the user in both layers
+            assert server(f"get {user.pk}")["data"]["display_name"] == user.display_name
+
+        for turn in range(6):
+            writer = (ahead, behind)[turn % 2]
+            name = f"written in turn {turn}"
+            writer(f"update {user.pk} {name}")
+            # Once the write has answered, every read on either server shows it.
+            for server in (ahead, behind, ahead, behind):
+                assert server(f"get {user.pk}")["data"]["display_name"] == name, turn
+
+
+class TestReleasesSideBySide:
+    def test_two_payload_schemas_read_only_their_own_entries_and_every_write(
+        self, services: dict[str, str], user: User
+    ) -> None:
+        # The other colour: the same cache and Redis, another shape of cached user.
+        green = VersionedCache(
+            "user",
+            schema=f"green-{uuid.uuid4().hex}",
+            ttl=lambda: 60.0,
+            negative_ttl=lambda: 60.0,
+            local_ttl=lambda: 60.0,
+            local_max_entries=lambda: 10,
+        )
+        key = str(user.pk)
+
+        def green_load(latest: bool) -> tuple[int, Any]:
+            row = User.objects.get(pk=user.pk)
+            return row.version, {"name": row.display_name, "shape": "green"}
+
+        def no_load(latest: bool) -> Any:
+            raise AssertionError("served from Redis, not loaded")
+
+        blue_entry = user_entry_get(user.pk)
+        green_entry = green.get(key, green_load)
+        assert blue_entry is not None
+        assert green_entry == {"name": user.display_name, "shape": "green"}
+
+        # As two fresh processes, one of each colour: Redis answers each with its own.
+        user_cache.clear_local()
+        green.clear_local()
+        with counting_queries() as queries:
+            assert user_entry_get(user.pk) == blue_entry
+            assert green.get(key, no_load) == green_entry
+        assert queries == []
+
+        # A write by this colour is read by the other at once (the stamp is shared).
+        user_services.user_update(user=user, data={"display_name": "Written by blue"})
+        assert green.get(key, green_load) == {"name": "Written by blue", "shape": "green"}
+        green.clear_local()
+        assert green.get(key, no_load)["name"] == "Written by blue"
+
+    def test_two_releases_in_two_processes_share_redis_but_not_entries(
+        self, services: dict[str, str], user: User, start_peer: Callable[..., Peer]
+    ) -> None:
+        other_schema = f"other-{uuid.uuid4().hex}"
+        green = start_peer(CACHE_PEER_SCHEMA=other_schema)
+        blue_entry = user_entry_get(user.pk)  # this release's entry
+        assert blue_entry is not None
+        first = green(f"get {user.pk}")
+        assert first["queries"] == 1  # not this release's entry: loaded, in its own shape
+        assert first["data"] == {"release": "other", "name": user.display_name, "version": 1}
+
+        # Fresh processes of each release: each is answered by Redis, with its own entry.
+        fresh_green = start_peer(CACHE_PEER_SCHEMA=other_schema)
+        assert fresh_green(f"get {user.pk}") == {"data": first["data"], "queries": 0}
+        user_cache.clear_local()
+        with counting_queries() as queries:
+            assert user_entry_get(user.pk) == blue_entry
+        assert queries == []
+
+        # Each release's writes are read by the other at once.
+        user_services.user_update(user=user, data={"display_name": "By blue"})
+        assert green(f"get {user.pk}")["data"]["name"] == "By blue"
+        green(f"update {user.pk} By green")
+        entry = user_entry_get(user.pk)
+        assert entry is not None
+        assert entry["user"]["display_name"] == "By green"
+        assert fresh_green(f"get {user.pk}")["data"]["name"] == "By green"
+
+
+class TestCachedPrincipal:
+    def test_the_principal_from_the_cache_cannot_be_saved(
+        self, services: dict[str, str], user: User, client_for: ClientFor
+    ) -> None:
+        client = client_for(user)
+        assert client.get(url(user)).status_code == 200  # the token and user now cached
+        token_header = client._credentials["HTTP_AUTHORIZATION"]  # type: ignore[attr-defined]
+        principal, _ = TokenAuthentication().authenticate(
+            RequestFactory().get("/", HTTP_AUTHORIZATION=token_header)
+        )
+        assert isinstance(principal, CachedPrincipal)
+        assert isinstance(principal, User)
+        assert principal.password == ""
+        for write in (
+            lambda: principal.save(),
+            lambda: principal.save(update_fields=["display_name"]),
+            lambda: principal.delete(),
+        ):
+            with pytest.raises(TypeError):
+                write()
+        stored = User.objects.get(pk=user.pk)
+        assert stored.check_password(DEFAULT_PASSWORD)
+
+
+class TestRevocationWhileRedisHoldsWrites:
+    """`CLIENT PAUSE ... WRITE` on the real Redis: reads go on, every write waits."""
+
+    @pytest.fixture
+    def pause_writes(self, redis_client: redis.Redis) -> Iterator[Callable[[int], None]]:
+        def pause(milliseconds: int) -> None:
+            redis_client.execute_command("CLIENT", "PAUSE", milliseconds, "WRITE")
+
+        yield pause
+        redis_client.execute_command("CLIENT", "UNPAUSE")
+
+    @pytest.fixture(autouse=True)
+    def _quick_breaker(self, settings: Any) -> Iterator[None]:
+        settings.REDIS_BREAKER_FAIL_MAX = 100  # the pause is not an outage
+        yield
+        redis_guard.reset()
+
+    @staticmethod
+    def revoke(how: str, user: User, client: APIClient) -> Any:
+        if how == "logout":
+            return client.post("/api/v1/auth/logout/")
+        changer = APIClient()
+        _, secret = AuthToken.objects.create(user=user)
+        changer.credentials(HTTP_AUTHORIZATION=f"Bearer {secret}")
+        return changer.post(
+            f"{url(user)}password/",
+            {"current_password": DEFAULT_PASSWORD, "password": STRONG},
+            format="json",
+        )
+
+    @pytest.mark.parametrize("how", ["logout", "password-change"])
+    def test_once_revocation_answers_no_server_accepts_the_token_then_or_later(
+        self,
+        services: dict[str, str],
+        user: User,
+        settings: Any,
+        start_peer: Callable[..., Peer],
+        pause_writes: Callable[[int], None],
+        redis_client: redis.Redis,
+        how: str,
+    ) -> None:
+        settings.AUTH_REVOCATION_TIMEOUT = 10.0
+        _, secret = AuthToken.objects.create(user=user)
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=f"Bearer {secret}")
+        other = start_peer()
+        assert other(f"auth {secret}")["accepted"] is True
+        assert other(f"auth {secret}") == {"accepted": True, "queries": 0}  # from Redis
+
+        pause_writes(2500)
+        response = self.revoke(how, user, client)
+
+        assert response.status_code == 204
+        # While Redis refuses writes again, and once it takes them.
+        pause_writes(1000)
+        assert other(f"auth {secret}")["accepted"] is False
+        assert client.get("/api/v1/users/me/").status_code == 401
+        redis_client.execute_command("CLIENT", "UNPAUSE")
+        for _ in range(3):
+            assert other(f"auth {secret}")["accepted"] is False
+            assert client.get("/api/v1/users/me/").status_code == 401
+
+    def test_a_revocation_redis_cannot_record_in_time_revokes_nothing(
+        self,
+        services: dict[str, str],
+        user: User,
+        settings: Any,
+        start_peer: Callable[..., Peer],
+        pause_writes: Callable[[int], None],
+        redis_client: redis.Redis,
+    ) -> None:
+        settings.AUTH_REVOCATION_TIMEOUT = 0.3
+        token, secret = AuthToken.objects.create(user=user)
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=f"Bearer {secret}")
+        other = start_peer()
+        assert other(f"auth {secret}")["accepted"] is True
+
+        pause_writes(5000)
+        response = client.post("/api/v1/auth/logout/")
+        assert response.status_code == 503
+        assert response.json()["error"]["code"] == "service_unavailable"
+        # Not revoked anywhere, so accepting it is right: the client knows to try again.
+        assert AuthToken.objects.filter(digest=token.digest).exists()
+        assert other(f"auth {secret}")["accepted"] is True
+
+        redis_client.execute_command("CLIENT", "UNPAUSE")
+        assert client.post("/api/v1/auth/logout/").status_code == 204
+        assert other(f"auth {secret}")["accepted"] is False
+
+
+class TestUntrustedValuesInRedis:
+    """Whatever else can write to Redis plants a pickle: nothing runs, nothing fails."""
+
+    @staticmethod
+    def exploit(marker: Path) -> bytes:
+        """A pickle whose unpickling creates `marker`."""
+
+        class Exploit:
+            def __reduce__(self) -> tuple[Any, ...]:
+                return (Path.touch, (marker,))
+
+        return pickle.dumps(Exploit(), protocol=pickle.HIGHEST_PROTOCOL)
+
+    @pytest.fixture
+    def planted(self, tmp_path: Path) -> tuple[bytes, Path]:
+        # The payload is live: unpickling one like it does create its marker.
+        probe = tmp_path / "probe"
+        assert pickle.loads(self.exploit(probe)) is None  # noqa: S301 (the point)
+        assert probe.exists()
+        marker = tmp_path / "unpickled"
+        return self.exploit(marker), marker
+
+    def test_a_pickle_in_the_login_throttle_history_is_not_run(
+        self,
+        services: dict[str, str],
+        user: User,
+        redis_client: redis.Redis,
+        planted: tuple[bytes, Path],
+    ) -> None:
+        payload, marker = planted
+        body = {"email": user.email, "password": DEFAULT_PASSWORD}
+        ip_key = LoginIPThrottle().cache_format % {"scope": "login_ip", "ident": "127.0.0.1"}
+        email_key = LoginEmailThrottle().key_for_email(user.email)
+        assert email_key is not None
+        for key in (ip_key, email_key):
+            redis_client.set(cache.make_key(key), payload)
+        response = APIClient().post("/api/v1/auth/token/", body, format="json")
+        assert response.status_code == 200
+        assert not marker.exists()
+
+    def test_a_pickle_in_a_rate_counter_or_a_read_pin_is_not_run(
+        self,
+        services: dict[str, str],
+        user: User,
+        client_for: ClientFor,
+        redis_client: redis.Redis,
+        planted: tuple[bytes, Path],
+    ) -> None:
+        payload, marker = planted
+        client = client_for(user)
+        assert client.get(url(user)).status_code == 200
+        for key in redis_client.keys("*throttle_user*"):
+            redis_client.set(key, payload)
+        redis_client.set(cache.make_key(f"db-router:user-pin:{user.pk}"), payload)
+        assert client.get(url(user)).status_code == 200
+        assert client.get("/api/v1/users/me/").status_code == 200
+        assert not marker.exists()
+
+    def test_a_pickle_in_the_token_or_user_cache_is_not_run(
+        self,
+        services: dict[str, str],
+        user: User,
+        client_for: ClientFor,
+        redis_client: redis.Redis,
+        planted: tuple[bytes, Path],
+    ) -> None:
+        payload, marker = planted
+        client = client_for(user)
+        expected = client.get(url(user)).json()
+        for pattern in ("auth:token:*", f"cache:user:*{user.pk}"):
+            for key in redis_client.keys(pattern):
+                redis_client.set(key, payload)
+        user_cache.clear_local()
+        assert client.get(url(user)).json() == expected
+        assert client.get("/api/v1/users/me/").json() == expected
+        # The fill after the planted entry replaced it with ours.
+        stored = redis_client.get(entry_key(user.pk))
+        assert isinstance(stored, bytes)
+        assert json.loads(stored)["d"]["user"] == expected
+        assert not marker.exists()
+
+    def test_the_cache_never_pickles(self, services: dict[str, str]) -> None:
+        cache.set("plain", {"a": [1, 2.5, "x"]}, 30)
+        stored = redis.Redis.from_url(services["REDIS_URL"]).get(cache.make_key("plain"))
+        assert stored == b'{"a": [1, 2.5, "x"]}'

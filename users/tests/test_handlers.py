@@ -4,6 +4,7 @@ from datetime import timedelta
 
 import pytest
 from django.core import mail
+from django.db.models import F
 from django.utils import timezone
 
 from events.models import OutboxEvent
@@ -51,7 +52,9 @@ def test_cache_invalidation_from_the_event_drops_what_the_writer_could_not(servi
     user_cache_prime(user)
     # A write whose process died before it could tell Redis (Redis was down then).
     User.objects.filter(pk=user.pk).update(
-        display_name="New", updated_at=timezone.now() + timedelta(seconds=1)
+        display_name="New",
+        updated_at=timezone.now() + timedelta(seconds=1),
+        version=F("version") + 1,
     )
     user.refresh_from_db()
     user_cache.clear_local()

@@ -291,6 +291,17 @@ class TestDestroy:
         user.refresh_from_db()
         assert not user.is_active
 
+    def test_a_revocation_redis_cannot_record_is_a_503_that_changes_nothing(
+        self, staff: User, user: User, client_for: ClientFor, redis_down: None, settings: Any
+    ) -> None:
+        settings.AUTH_REVOCATION_TIMEOUT = 0.2
+        client = client_for(staff)
+        AuthToken.objects.create(user=user)
+        assert_error(client.delete(url(user)), 503, "service_unavailable")
+        user.refresh_from_db()
+        assert user.is_active
+        assert AuthToken.objects.filter(user=user).exists()
+
 
 class TestList:
     def test_non_staff_and_anonymous_cannot_list(
