@@ -10,7 +10,7 @@ import users.models
 
 
 class Migration(migrations.Migration):
-    dependencies = [("users", "0002_user_search_indexes")]
+    dependencies = [("users", "0003_visible_text")]
 
     operations = [
         migrations.AddField(
