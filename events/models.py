@@ -75,7 +75,7 @@ class HandledEventManager(models.Manager["HandledEvent"]):
         table = connection.ops.quote_name(fields.db_table)
         # The table name is the model's own, quoted; every value is a parameter.
         sql = (
-            f"INSERT INTO {table} (event_id, handler, handled_at) VALUES (%s, %s, %s) "  # noqa: S608
+            f"INSERT INTO {table} (event_id, handler, handled_at) VALUES (%s, %s, %s) "  # noqa: S608  # nosec B608
             "ON CONFLICT (event_id, handler) DO NOTHING"
         )
         with connection.cursor() as cursor:
