@@ -34,16 +34,21 @@ def retried(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     return countdowns
 
 
+def run_task(*args: str, retries: int = 0) -> None:
+    """Run handle_event as a worker would, on its `retries`-th retry."""
+    handle_event.push_request(id="t-1", retries=retries, is_eager=False, called_directly=False)
+    try:
+        handle_event.run(*args)
+    finally:
+        handle_event.pop_request()
+
+
 def run_after(retries: int, failure: Exception, monkeypatch: pytest.MonkeyPatch) -> None:
     def fail(**_: Any) -> None:
         raise failure
 
     monkeypatch.setattr(services, "event_handle", fail)
-    handle_event.push_request(id="t-1", retries=retries, is_eager=False, called_directly=False)
-    try:
-        handle_event.run("00000000-0000-0000-0000-000000000001", "users.handlers.x")
-    finally:
-        handle_event.pop_request()
+    run_task("00000000-0000-0000-0000-000000000001", "users.handlers.x", retries=retries)
 
 
 def test_an_ordinary_failure_gives_up_after_the_maximum(
@@ -74,12 +79,8 @@ def test_an_event_that_cannot_be_read_is_retried_whole(
         raise OperationalError("default is unreachable")
 
     monkeypatch.setattr(services, "event_handle_all", unreachable)
-    handle_event.push_request(id="t-2", retries=0, is_eager=False, called_directly=False)
-    try:
-        with pytest.raises(Retry):
-            handle_event.run("00000000-0000-0000-0000-000000000002")
-    finally:
-        handle_event.pop_request()
+    with pytest.raises(Retry):
+        run_task("00000000-0000-0000-0000-000000000002")
     assert len(retried) == 1
 
 
@@ -90,10 +91,6 @@ def test_failed_handlers_of_a_whole_event_are_retried(
         return {"users.handlers.x": Boom()}
 
     monkeypatch.setattr(services, "event_handle_all", one_failed)
-    handle_event.push_request(id="t-3", retries=0, is_eager=False, called_directly=False)
-    try:
-        with pytest.raises(Retry):
-            handle_event.run("00000000-0000-0000-0000-000000000003")
-    finally:
-        handle_event.pop_request()
+    with pytest.raises(Retry):
+        run_task("00000000-0000-0000-0000-000000000003")
     assert len(retried) == 1
