@@ -11,5 +11,5 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 
 # Imported for their signal handlers, in every process that publishes or runs tasks:
-# request ids into tasks' logs, the worker's task metrics (issue 6), and read pins (issue 3).
+# request ids into tasks' logs, the worker's task metrics, and read pins.
 from core import celery_logging, celery_metrics, celery_routing  # noqa: E402, F401

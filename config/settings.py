@@ -62,7 +62,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
-    # Observability (issue 6): first and last, so metrics time the whole stack and every
+    # Observability: first and last, so metrics time the whole stack and every
     # line logged while serving a request carries its id.
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "core.request_logging.RequestLoggingMiddleware",
@@ -183,7 +183,7 @@ if REDIS_URL:
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
-# Two-layer cache of users and tokens (issue #4, core/cache.py, users/cache.py).
+# Two-layer cache of users and tokens (core/cache.py, users/cache.py).
 USER_CACHE_TTL = env.float("USER_CACHE_TTL", default=3600)
 USER_NEGATIVE_CACHE_TTL = env.float("USER_NEGATIVE_CACHE_TTL", default=30)
 USER_LOCAL_CACHE_TTL = env.float("USER_LOCAL_CACHE_TTL", default=2)
@@ -227,7 +227,7 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_RESULT_ACCEPT_CONTENT = ["json"]
 CELERY_EVENT_SERIALIZER = "json"
 
-# --- Events and Celery workers (issue #5) -------------------------------------------
+# --- Events and Celery workers ------------------------------------------------------
 
 # Tasks are acknowledged after they finish, and a task whose worker died is requeued, so
 # a crash mid-task means redelivery (handlers are idempotent), never a lost task.
@@ -498,7 +498,7 @@ USE_TZ = True
 
 EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
 
-# --- Observability (issue 6): logs, worker metrics -------------------------------------
+# --- Observability: logs, worker metrics ----------------------------------------------
 
 # JSON lines in production; readable key=value text for `make run`. See docs/observability.md.
 LOG_FORMAT = env.str("LOG_FORMAT", default="console" if DEBUG else "json")
@@ -509,7 +509,7 @@ LOGGING = logging_config(level=env.str("LOG_LEVEL", default="INFO"), log_format=
 CELERY_METRICS_PORT = env.int("CELERY_METRICS_PORT", default=9808)
 CELERY_METRICS_ADDR = env.str("CELERY_METRICS_ADDR", default="127.0.0.1")
 
-# --- Health (readiness, issue #6) -----------------------------------------------------
+# --- Health (readiness) ----------------------------------------------------------------
 
 # Seconds each /readyz dependency check may take; a probe must answer within its own timeout.
 HEALTH_CHECK_TIMEOUT = env.float("HEALTH_CHECK_TIMEOUT", default=1.0)

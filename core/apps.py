@@ -7,8 +7,7 @@ class CoreConfig(AppConfig):
     name = "core"
 
     def ready(self) -> None:
-        """Route structlog's loggers through the LOGGING handlers (issue 6); register the
-        system checks."""
+        """Route structlog's loggers through the LOGGING handlers; register the system checks."""
         from core import checks  # noqa: F401
         from core.structured_logging import configure_structlog
 

@@ -4,7 +4,7 @@ from django.apps import AppConfig
 
 
 class EventsConfig(AppConfig):
-    """Domain events: the transactional outbox, its handlers and webhooks (issue #5)."""
+    """Domain events: the transactional outbox, its handlers and webhooks."""
 
     name = "events"
 

@@ -2,7 +2,7 @@
 
 Counters and the latency histogram live in the process that does the work (the worker);
 the backlog and breaker figures are read from the database at scrape time by
-OutboxCollector, so any process that exposes /metrics (issue #6) reports the true values
+OutboxCollector, so any process that exposes /metrics reports the true values
 rather than what one worker last saw.
 """
 

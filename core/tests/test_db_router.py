@@ -80,7 +80,7 @@ def settle() -> None:
 def forget_cached_users() -> None:
     """Empty both cache layers, so the next read of a user goes to a database.
 
-    The user cache (issue #4) would otherwise answer, and these tests are about where the
+    The user cache would otherwise answer, and these tests are about where the
     database reads go. Version stamps go too: what a read without them does is the point.
     """
     cache.clear()
@@ -327,7 +327,7 @@ def test_exhausted_pool_is_a_503_not_a_hang(routed, monkeypatch) -> None:
 
 
 def test_the_cache_never_keeps_a_row_older_than_the_last_write(routed) -> None:
-    """Issue #4 with #3: a fill read from a lagging replica cannot outlive the write."""
+    """A fill read from a lagging replica cannot outlive the write it missed."""
     user = UserFactory.create(display_name="Before")
     staff = UserFactory.create(is_staff=True)
     writer, reader = token_client(user), token_client(staff)

@@ -79,7 +79,7 @@ class TestUserUpdate:
             for q in captured.captured_queries
             if not q["sql"].startswith(("SELECT", "SAVEPOINT", "RELEASE"))
         ]
-        # The user's UPDATE, then its user.updated event in the outbox (issue #5).
+        # The user's UPDATE, then its user.updated event in the outbox.
         assert len(writes) == 2
         assert writes[1].startswith('INSERT INTO "events_outboxevent"')
         assert writes[0].startswith("UPDATE")
