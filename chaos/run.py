@@ -89,6 +89,8 @@ RUN_SETTINGS = {
     "CELERY_TASK_TIME_LIMIT": "5",
     "EVENTS_SWEEP_INTERVAL_SECONDS": "1",
     "EVENTS_SWEEP_AFTER_SECONDS": "2",
+    # A message lost with a killed worker is handed over again after this, not 15 min.
+    "EVENTS_REDISPATCH_AFTER_SECONDS": "10",
     "EVENTS_RETRY_BACKOFF_SECONDS": "0.5",
     "EVENTS_RETRY_BACKOFF_MAX_SECONDS": "2",
     "WEBHOOK_RETRY_BACKOFF_SECONDS": "0.5",

@@ -276,6 +276,10 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
 EVENTS_SWEEP_INTERVAL_SECONDS = env.float("EVENTS_SWEEP_INTERVAL_SECONDS", default=5.0)
 EVENTS_SWEEP_AFTER_SECONDS = env.float("EVENTS_SWEEP_AFTER_SECONDS", default=5.0)
 EVENTS_SWEEP_BATCH_SIZE = env.int("EVENTS_SWEEP_BATCH_SIZE", default=100)
+# A published event no handler run finished after this long lost its message: it is
+# handed over again (events.services.outbox_redispatch_unhandled), at most MAX times.
+EVENTS_REDISPATCH_AFTER_SECONDS = env.float("EVENTS_REDISPATCH_AFTER_SECONDS", default=900.0)
+EVENTS_REDISPATCH_MAX = env.int("EVENTS_REDISPATCH_MAX", default=3)
 EVENTS_HANDLER_MAX_RETRIES = env.int("EVENTS_HANDLER_MAX_RETRIES", default=5)
 EVENTS_RETRY_BACKOFF_SECONDS = env.float("EVENTS_RETRY_BACKOFF_SECONDS", default=2.0)
 # The longest wait before any retry (handlers and webhooks).

@@ -21,6 +21,10 @@ class OutboxEvent(models.Model):
     payload = models.JSONField()
     created_at = models.DateTimeField(default=timezone.now)
     published_at = models.DateTimeField(null=True, blank=True)
+    # When every handler had handled it; a published event without it past
+    # EVENTS_REDISPATCH_AFTER_SECONDS lost its message and is handed over again.
+    handled_at = models.DateTimeField(null=True, blank=True)
+    redispatches = models.PositiveSmallIntegerField(default=0)
     # Hand-overs to the broker tried, and the last failure's message.
     attempts = models.PositiveIntegerField(default=0)
     last_error = models.TextField(blank=True)
@@ -30,6 +34,12 @@ class OutboxEvent(models.Model):
         ordering = ("-created_at",)
         indexes = [
             models.Index(fields=["topic", "created_at"], name="outbox_topic_created_idx"),
+            # Published events still owed a handler: what the redispatch looks through.
+            models.Index(
+                fields=["published_at"],
+                name="outbox_unhandled_idx",
+                condition=models.Q(published_at__isnull=False, handled_at__isnull=True),
+            ),
             # Retention deletes published events, oldest first (events/retention.py).
             models.Index(
                 fields=["created_at"],

@@ -131,6 +131,42 @@ def outbox_sweep(
     return published
 
 
+def outbox_redispatch_unhandled(*, batch_size: int | None = None) -> int:
+    """Hand over again published events no handler run finished; return how many.
+
+    A message can be lost after the broker took it: a worker killed between taking it
+    off the queue and recording it as unacknowledged (seen with Redis under `make chaos`),
+    or a broker that lost its data. Such an event is published but never handled, and
+    the sweep above never looks at it again. Past EVENTS_REDISPATCH_AFTER_SECONDS (longer
+    than a healthy event takes, retries included) it is handed over again, at most
+    EVENTS_REDISPATCH_MAX times; the handlers' idempotency absorbs a copy that was only
+    slow. An event whose handler keeps failing is left, after that, to the operators.
+    """
+    cutoff = timezone.now() - timedelta(seconds=settings.EVENTS_REDISPATCH_AFTER_SECONDS)
+    batch = list(
+        OutboxEvent.objects.using(PRIMARY)
+        .filter(
+            published_at__isnull=False,
+            handled_at__isnull=True,
+            published_at__lte=cutoff,
+            redispatches__lt=settings.EVENTS_REDISPATCH_MAX,
+        )
+        .order_by("published_at")[: batch_size or settings.EVENTS_SWEEP_BATCH_SIZE]
+    )
+    for event in batch:
+        try:
+            _enqueue_handlers(event)
+        except Exception as exc:
+            logger.warning("outbox redispatch: broker unavailable (%s)", _describe(exc))
+            break
+        logger.warning("event %s was never handled; handed over again", event.pk)
+        # The next look waits a whole period again from now.
+        OutboxEvent.objects.using(PRIMARY).filter(pk=event.pk).update(
+            published_at=timezone.now(), redispatches=F("redispatches") + 1
+        )
+    return len(batch)
+
+
 def event_redispatch(*, event: OutboxEvent) -> OutboxEvent:
     """Hand an event to its handlers again (admin action), e.g. after fixing a handler.
 
@@ -170,6 +206,8 @@ def event_handle_all(*, event_id: UUID) -> dict[str, Exception]:
             metrics.FAILED.labels(event.topic, name).inc()
             logger.warning("handler %s failed for event %s: %s", name, event_id, _describe(exc))
             failures[name] = exc
+    if not failures and event.handled_at is None:
+        OutboxEvent.objects.using(PRIMARY).filter(pk=event.pk).update(handled_at=timezone.now())
     return failures
 
 

@@ -73,10 +73,12 @@ def _handle_one(event_id: str, handler_name: str) -> dict[str, Exception]:
 
 @shared_task(name="events.tasks.sweep_outbox")
 def sweep_outbox() -> int:
-    """Beat task: publish events the fast path left behind; revive stalled deliveries."""
+    """Beat task: publish events the fast path left behind, hand over again events whose
+    message was lost, revive stalled deliveries."""
     published = services.outbox_sweep()
     if published:
         logger.info("outbox sweep published %d events", published)
+    services.outbox_redispatch_unhandled()
     stalled = webhooks.webhook_sweep_stalled()
     if stalled:
         logger.warning("re-enqueued %d stalled webhook deliveries", stalled)

@@ -245,6 +245,59 @@ class TestSweep:
         assert free.published_at is not None
 
 
+class TestRedispatchUnhandled:
+    """A published event whose message was lost is handed over again, within bounds."""
+
+    def published(self, *, seconds_ago: float, **fields: Any) -> OutboxEvent:
+        at = timezone.now() - timedelta(seconds=seconds_ago)
+        payload = {"id": str(uuid.uuid4()), "updated_at": at.isoformat()}
+        return OutboxEvent.objects.create(
+            topic=USER_UPDATED, aggregate_id="a", payload=payload, published_at=at, **fields
+        )
+
+    def test_handling_every_handler_marks_the_event_handled(self, eager_celery: None) -> None:
+        event = self.published(seconds_ago=0)
+        assert outbox.event_handle_all(event_id=event.pk) == {}
+        event.refresh_from_db()
+        assert event.handled_at is not None
+
+    def test_a_lost_message_is_handed_over_again(self, settings: Any, eager_celery: None) -> None:
+        settings.EVENTS_REDISPATCH_AFTER_SECONDS = 60
+        lost = self.published(seconds_ago=61)
+        recent = self.published(seconds_ago=30)
+        handled = self.published(seconds_ago=600, handled_at=timezone.now())
+        given_up = self.published(seconds_ago=600, redispatches=settings.EVENTS_REDISPATCH_MAX)
+
+        assert outbox.outbox_redispatch_unhandled() == 1
+
+        lost.refresh_from_db()
+        assert lost.handled_at is not None
+        assert lost.redispatches == 1
+        assert sorted(
+            HandledEvent.objects.filter(event_id=lost.pk).values_list("handler", flat=True)
+        ) == sorted(handler_names(USER_UPDATED))
+        for untouched in (recent, handled, given_up):
+            assert not HandledEvent.objects.filter(event_id=untouched.pk).exists()
+
+    def test_a_handler_that_keeps_failing_is_retried_a_bounded_number_of_times(
+        self, settings: Any, eager_celery: None, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        settings.EVENTS_REDISPATCH_AFTER_SECONDS = 0
+
+        def smtp_down(*args: Any, **kwargs: Any) -> None:
+            raise ConnectionRefusedError("smtp down")
+
+        monkeypatch.setattr("users.handlers.send_mail", smtp_down)
+        event = self.published(seconds_ago=1)
+        event.topic = USER_CREATED
+        event.save(update_fields=["topic"])
+        for _ in range(settings.EVENTS_REDISPATCH_MAX + 2):
+            outbox.outbox_redispatch_unhandled()
+        event.refresh_from_db()
+        assert event.handled_at is None
+        assert event.redispatches == settings.EVENTS_REDISPATCH_MAX
+
+
 class TestHandle:
     def test_runs_a_handler_once(self) -> None:
         event = OutboxEvent.objects.create(
