@@ -12,25 +12,28 @@ def mark_published_events_handled(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('events', '0003_retention_indexes'),
+        ("events", "0003_retention_indexes"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='outboxevent',
-            name='handled_at',
+            model_name="outboxevent",
+            name="handled_at",
             field=models.DateTimeField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name='outboxevent',
-            name='redispatches',
+            model_name="outboxevent",
+            name="redispatches",
             field=models.PositiveSmallIntegerField(default=0),
         ),
         migrations.RunPython(mark_published_events_handled, migrations.RunPython.noop),
         migrations.AddIndex(
-            model_name='outboxevent',
-            index=models.Index(condition=models.Q(('handled_at__isnull', True), ('published_at__isnull', False)), fields=['published_at'], name='outbox_unhandled_idx'),
+            model_name="outboxevent",
+            index=models.Index(
+                condition=models.Q(("handled_at__isnull", True), ("published_at__isnull", False)),
+                fields=["published_at"],
+                name="outbox_unhandled_idx",
+            ),
         ),
     ]
