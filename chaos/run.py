@@ -262,6 +262,8 @@ def main() -> None:
 
             log(f"load: {CONCURRENCY} clients; faults held {profile.hold:.0f} s each")
             epoch = time.monotonic()
+            # The same moment on the wall clock, for the email files' modification times.
+            wall_epoch = time.time()
             load = Load(
                 port=APP_PORT, concurrency=CONCURRENCY, epoch=epoch, pause=CLIENT_PAUSE_SECONDS
             )
@@ -279,9 +281,11 @@ def main() -> None:
             drain["broker_queued_at_stop"] = queued_at_stop
 
             request_summary, checks = response_checks(responses, windows)
+            emails, email_first_sent = welcome_emails(work / "emails", epoch=wall_epoch)
             event_summary, more = data_checks(
                 responses=responses,
-                emails=welcome_emails(work / "emails"),
+                emails=emails,
+                email_first_sent=email_first_sent,
                 webhooks=receiver.counts(),
                 webhook_first_arrivals=receiver.first_arrivals(epoch=epoch),
                 windows=windows,
