@@ -21,7 +21,7 @@ from django.utils import timezone
 from events import signing, webhook_http, webhooks
 from events.models import OutboxEvent, WebhookAttempt, WebhookDelivery, WebhookSubscription
 from events.registry import USER_CREATED, USER_UPDATED
-from events.tasks import deliver_webhook
+from events.tasks import deliver_webhooks
 from events.tests.conftest import Receiver
 
 pytestmark = pytest.mark.django_db
@@ -94,8 +94,8 @@ class TestFanOut:
         event = make_event()
 
         with django_capture_on_commit_callbacks() as callbacks:
-            webhooks.webhook_fan_out(event)
-            webhooks.webhook_fan_out(event)
+            webhooks.webhook_fan_out([event])
+            webhooks.webhook_fan_out([event])
 
         assert list(WebhookDelivery.objects.values_list("subscription", flat=True)) == [created.pk]
         assert len(callbacks) == 1
@@ -220,7 +220,7 @@ class TestRetryAndSweep:
     ) -> None:
         enqueued: list[Any] = []
         monkeypatch.setattr(
-            deliver_webhook, "apply_async", lambda args, **kw: enqueued.append(args[0])
+            deliver_webhooks, "apply_async", lambda args, **kw: enqueued.append(args[0])
         )
         stalled = make_delivery(receiver)
         WebhookDelivery.objects.filter(pk=stalled.pk).update(
@@ -235,7 +235,7 @@ class TestRetryAndSweep:
         with django_capture_on_commit_callbacks(execute=True):
             assert webhooks.webhook_sweep_stalled() == 1
 
-        assert enqueued == [str(stalled.pk)]
+        assert enqueued == [[str(stalled.pk)]]
 
 
 class TestConnections:
