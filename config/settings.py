@@ -280,7 +280,7 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
 # long after the first arrived (events.tasks.handle_events); deliveries to a subscription
 # are posted in batches of the same size.
 EVENTS_BATCH_SIZE = env.int("EVENTS_BATCH_SIZE", default=50)
-EVENTS_BATCH_WAIT_SECONDS = env.float("EVENTS_BATCH_WAIT_SECONDS", default=0.05)
+EVENTS_BATCH_WAIT_SECONDS = env.float("EVENTS_BATCH_WAIT_SECONDS", default=0.2)
 EVENTS_SWEEP_INTERVAL_SECONDS = env.float("EVENTS_SWEEP_INTERVAL_SECONDS", default=5.0)
 EVENTS_SWEEP_AFTER_SECONDS = env.float("EVENTS_SWEEP_AFTER_SECONDS", default=5.0)
 EVENTS_SWEEP_BATCH_SIZE = env.int("EVENTS_SWEEP_BATCH_SIZE", default=100)

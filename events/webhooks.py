@@ -165,8 +165,16 @@ def webhook_attempt_batch(*, delivery_ids: Sequence[UUID]) -> dict[UUID, float]:
     if not _claim(delivery_ids, token=token, lease=lease):
         return {}
     claimed = list(
-        WebhookDelivery.objects.filter(claim_token=token).select_related("subscription", "event")
+        WebhookDelivery.objects.filter(claim_token=token)
+        .select_related("subscription", "event")
+        .order_by("created_at", "id")
     )
+    # One object per subscription, so that its breaker's state carries across the batch.
+    subscriptions: dict[UUID, WebhookSubscription] = {}
+    for delivery in claimed:
+        delivery.subscription = subscriptions.setdefault(
+            delivery.subscription_id, delivery.subscription
+        )
     # A request may last WEBHOOK_TIMEOUT_SECONDS; none starts that close to the soft limit.
     stop_at = started + settings.CELERY_TASK_SOFT_TIME_LIMIT - settings.WEBHOOK_TIMEOUT_SECONDS
     outcomes: list[tuple[WebhookDelivery, _Outcome]] = []
