@@ -179,15 +179,20 @@ def webhook_attempt_batch(*, delivery_ids: Sequence[UUID]) -> dict[UUID, float]:
     stop_at = started + settings.CELERY_TASK_SOFT_TIME_LIMIT - settings.WEBHOOK_TIMEOUT_SECONDS
     outcomes: list[tuple[WebhookDelivery, _Outcome]] = []
     untried: list[WebhookDelivery] = []
+    # Each endpoint's name is resolved and vetted once a batch; its requests connect to
+    # the vetted address.
+    targets: dict[str, ssrf.Target | ssrf.UnsafeTarget] = {}
     for delivery in claimed:
         if time.monotonic() >= stop_at:
             untried.append(delivery)
         else:
-            outcomes.append((delivery, _attempt(delivery)))
+            outcomes.append((delivery, _attempt(delivery, targets)))
     return _settle(outcomes=outcomes, untried=untried, token=token)
 
 
-def _attempt(delivery: WebhookDelivery) -> _Outcome:
+def _attempt(
+    delivery: WebhookDelivery, targets: dict[str, ssrf.Target | ssrf.UnsafeTarget]
+) -> _Outcome:
     """One request for a claimed delivery, unless the subscription or its breaker forbid it.
 
     The deliveries of one batch share their subscription's object, so a failure recorded
@@ -199,7 +204,16 @@ def _attempt(delivery: WebhookDelivery) -> _Outcome:
     if not breaker.breaker_allows(subscription=subscription):
         metrics.WEBHOOK_OUTCOMES.labels("breaker_open").inc()
         return _Outcome(error="Circuit breaker open: the endpoint keeps failing.")
-    outcome = _post(subscription=subscription, event=delivery.event)
+    url = subscription.url
+    if url not in targets:
+        try:
+            targets[url] = ssrf.vetted_target(url)
+        except ssrf.UnsafeTarget as exc:
+            targets[url] = exc
+    target = targets[url]
+    if isinstance(target, ssrf.UnsafeTarget):
+        return _Outcome(error=str(target))
+    outcome = _post(subscription=subscription, event=delivery.event, target=target)
     breaker.breaker_record(subscription=subscription, success=outcome.ok)
     return outcome
 
@@ -332,11 +346,9 @@ def _settle(
     return retry_in
 
 
-def _post(*, subscription: WebhookSubscription, event: OutboxEvent) -> _Outcome:
-    try:
-        target = ssrf.vetted_target(subscription.url)
-    except ssrf.UnsafeTarget as exc:
-        return _Outcome(error=str(exc))
+def _post(
+    *, subscription: WebhookSubscription, event: OutboxEvent, target: ssrf.Target
+) -> _Outcome:
     body = webhook_body(event=event)
     headers = {
         "Content-Type": "application/json",
