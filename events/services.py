@@ -9,6 +9,7 @@ handled (event_handle), which makes the redelivery a no-op.
 """
 
 import logging
+import time
 from collections.abc import Sequence
 from datetime import timedelta
 from functools import partial
@@ -179,7 +180,7 @@ def event_redispatch(*, event: OutboxEvent) -> OutboxEvent:
     return event
 
 
-def event_handle_batch(*, event_ids: Sequence[UUID]) -> dict[UUID, dict[str, Exception]]:
+def event_handle_batch(*, event_ids: Sequence[UUID]) -> dict[OutboxEvent, dict[str, Exception]]:
     """Run every handler of each event, each at most once; return the failures by event
     and handler.
 
@@ -189,23 +190,28 @@ def event_handle_batch(*, event_ids: Sequence[UUID]) -> dict[UUID, dict[str, Exc
     run again one event at a time, so one bad event fails alone; one that fails never
     rolls back or blocks another handler, and a retry re-runs only what failed. Events
     all of whose handlers succeeded are marked handled in one UPDATE.
+
+    One by one, events are run only until half the task's soft time limit has passed (a
+    handler whose every call waits for a timeout, an SMTP server that hangs): the rest
+    fail unrun, to be retried alone, rather than the whole batch being killed mid-way.
     """
+    deadline = time.monotonic() + settings.CELERY_TASK_SOFT_TIME_LIMIT / 2
     events = list(OutboxEvent.objects.using(PRIMARY).filter(pk__in=event_ids))
     if len(events) < len(set(event_ids)):
         found = {event.pk for event in events}
         logger.warning("events %s not found; their handlers skipped", set(event_ids) - found)
-    failures: dict[UUID, dict[str, Exception]] = {}
+    failures: dict[OutboxEvent, dict[str, Exception]] = {}
     for event in events:
         # Tagged with the request that wrote the event: a batch mixes many requests.
         with structlog.contextvars.bound_contextvars(request_id=event.request_id or None):
             logger.info("handling event %s", event.pk)
         if event.topic not in registry.TOPICS:
             # Its topic was renamed or removed: it fails alone, left to the operators.
-            failures[event.pk] = {"all": LookupError(f"no handlers for topic {event.topic!r}")}
+            failures[event] = {"all": LookupError(f"no handlers for topic {event.topic!r}")}
     for name, group in _by_handler(events).items():
-        for failed, exc in _handle_group(name, group).items():
-            failures.setdefault(failed.pk, {})[name] = exc
-    done = [event.pk for event in events if event.pk not in failures and event.handled_at is None]
+        for failed, exc in _handle_group(name, group, deadline=deadline).items():
+            failures.setdefault(failed, {})[name] = exc
+    done = [event.pk for event in events if event not in failures and event.handled_at is None]
     if done:
         OutboxEvent.objects.using(PRIMARY).filter(pk__in=done).update(handled_at=timezone.now())
     return failures
@@ -219,9 +225,11 @@ def _by_handler(events: Sequence[OutboxEvent]) -> dict[str, list[OutboxEvent]]:
     return groups
 
 
-def _handle_group(name: str, events: list[OutboxEvent]) -> dict[OutboxEvent, Exception]:
+def _handle_group(
+    name: str, events: list[OutboxEvent], *, deadline: float
+) -> dict[OutboxEvent, Exception]:
     """Run handler `name` on `events`, whole or (after a failure, or for a handler with
-    outside effects) one by one; return the events it failed on."""
+    outside effects) one by one until `deadline`; return the events it failed on."""
     if name not in registry.ONE_EVENT_AT_A_TIME and len(events) > 1:
         try:
             _handle_once(events=events, handler_name=name)
@@ -230,6 +238,9 @@ def _handle_group(name: str, events: list[OutboxEvent]) -> dict[OutboxEvent, Exc
             logger.warning("handler %s failed on a batch, retried one by one: %s", name, exc)
     failures: dict[OutboxEvent, Exception] = {}
     for event in events:
+        if time.monotonic() >= deadline:
+            failures[event] = TimeoutError("not run: its batch ran out of time")
+            continue
         try:
             _handle_once(events=[event], handler_name=name)
         except Exception as exc:

@@ -44,30 +44,38 @@ def handle_events(requests: list[SimpleRequest]) -> None:
     event_ids = [UUID(request.args[0]) for request in requests]
     try:
         with db_router.use_primary():
-            failures = services.event_handle_batch(event_ids=event_ids)
+            failures = {
+                (str(event.pk), event.topic): failed
+                for event, failed in services.event_handle_batch(event_ids=event_ids).items()
+            }
     except Exception as unhandled:
         # Before any handler ran (the database unreachable, say): all of them are owed.
         logger.warning("a batch of %d events failed: %s", len(event_ids), unhandled)
-        failures = {event_id: {ALL_HANDLERS: unhandled} for event_id in event_ids}
-    for event_id, failed in failures.items():
-        _retry_alone(str(event_id), failed)
+        failures = {(str(event_id), "unknown"): {ALL_HANDLERS: unhandled} for event_id in event_ids}
+    for (event_id, topic), failed in failures.items():
+        if not _retry_alone(event_id, topic, failed):
+            # The broker refused one: the rest would wait on it the same way. They stay
+            # unhandled, and the outbox hands them over again.
+            break
 
 
-def _retry_alone(event_id: str, failures: dict[str, Exception]) -> None:
-    topic = _topic(event_id)
+def _retry_alone(event_id: str, topic: str, failures: dict[str, Exception]) -> bool:
+    """Hand an event to `handle_event`'s retries; whether the broker took it."""
     for name in failures:
         metrics.RETRIED.labels(topic, name).inc()
     if handle_events.request.is_eager:
         # In-process (`make run`): an eager retry would run again at once, inside the
         # request; log it instead, the admin's "dispatch again" re-runs it.
         logger.error("handlers %s failed for event %s", ", ".join(failures), event_id)
-        return
+        return True
     try:
         handle_event.apply_async(
             args=[event_id], countdown=_backoff(attempt=1), retries=1, retry=False
         )
     except Exception:
         logger.warning("could not enqueue the retry of event %s", event_id, exc_info=True)
+        return False
+    return True
 
 
 @shared_task(bind=True, name="events.tasks.handle_event", max_retries=None)
@@ -82,7 +90,7 @@ def handle_event(self: Task, event_id: str, handler_name: str | None = None) -> 
         # The event may be newer than anything a replica has replayed.
         with db_router.use_primary():
             failures = services.event_handle_batch(event_ids=[UUID(event_id)])
-        failed = failures.get(UUID(event_id), {})
+        failed = next(iter(failures.values()), {})
     except Exception as unhandled:
         metrics.FAILED.labels(_topic(event_id), ALL_HANDLERS).inc()
         failed = {ALL_HANDLERS: unhandled}
@@ -152,8 +160,10 @@ def deliver_webhooks(delivery_ids: list[str]) -> None:
                 args=[str(delivery_id)], countdown=countdown, retries=1, retry=False
             )
         except Exception:
-            # The delivery is committed and due: webhook_sweep_stalled enqueues it later.
+            # The deliveries are committed and due: webhook_sweep_stalled enqueues them
+            # later. The rest would wait on the broker the same way.
             logger.warning("could not enqueue the retry of delivery %s", delivery_id)
+            break
 
 
 @shared_task(bind=True, name="events.tasks.deliver_webhook", max_retries=None)

@@ -13,6 +13,7 @@ from celery.exceptions import Retry
 from django.db import OperationalError
 
 from events import services
+from events.models import OutboxEvent
 from events.registry import DependencyDown
 from events.tasks import handle_event, handle_events
 
@@ -48,9 +49,13 @@ def run_task(*args: str, retries: int = 0) -> None:
 EVENT_ID = "00000000-0000-0000-0000-000000000001"
 
 
+def failed_event(event_id: str = EVENT_ID) -> OutboxEvent:
+    return OutboxEvent(id=UUID(event_id), topic="user.updated", aggregate_id="a", payload={})
+
+
 def run_after(retries: int, failure: Exception, monkeypatch: pytest.MonkeyPatch) -> None:
-    def fail(**_: Any) -> dict[UUID, dict[str, Exception]]:
-        return {UUID(EVENT_ID): {"users.handlers.x": failure}}
+    def fail(**_: Any) -> dict[OutboxEvent, dict[str, Exception]]:
+        return {failed_event(): {"users.handlers.x": failure}}
 
     monkeypatch.setattr(services, "event_handle_batch", fail)
     run_task(EVENT_ID, retries=retries)
@@ -92,8 +97,8 @@ def test_an_event_that_cannot_be_read_is_retried_whole(
 def test_failed_handlers_of_a_whole_event_are_retried(
     settings: Any, retried: list[float], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def one_failed(**_: Any) -> dict[UUID, dict[str, Exception]]:
-        return {UUID(EVENT_ID): {"users.handlers.x": Boom()}}
+    def one_failed(**_: Any) -> dict[OutboxEvent, dict[str, Exception]]:
+        return {failed_event(): {"users.handlers.x": Boom()}}
 
     monkeypatch.setattr(services, "event_handle_batch", one_failed)
     with pytest.raises(Retry):
@@ -112,10 +117,10 @@ def test_a_batch_hands_each_failed_event_to_its_own_retries(
 ) -> None:
     failed, fine = EVENT_ID, "00000000-0000-0000-0000-000000000002"
 
-    def handle(**_: Any) -> dict[UUID, dict[str, Exception]]:
+    def handle(**_: Any) -> dict[OutboxEvent, dict[str, Exception]]:
         if how == "the batch could not be read":
             raise OperationalError("default is unreachable")
-        return {UUID(failed): {"users.handlers.x": Boom()}}
+        return {failed_event(failed): {"users.handlers.x": Boom()}}
 
     sent: list[tuple[list[str], dict[str, Any]]] = []
     monkeypatch.setattr(services, "event_handle_batch", handle)
@@ -132,3 +137,30 @@ def test_a_batch_hands_each_failed_event_to_its_own_retries(
         # The first of handle_event's retries, after the first backoff.
         assert options["retries"] == 1
         assert 0 < options["countdown"] <= settings.EVENTS_RETRY_BACKOFF_SECONDS
+
+
+def test_a_batch_stops_handing_over_retries_when_the_broker_refuses_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Each refusal can take the broker's connection timeout: the rest are not tried (they
+    stay unhandled, and the outbox hands them over again)."""
+    ids = [f"00000000-0000-0000-0000-00000000000{n}" for n in range(1, 4)]
+    monkeypatch.setattr(
+        services,
+        "event_handle_batch",
+        lambda **_: {failed_event(event_id): {"users.handlers.x": Boom()} for event_id in ids},
+    )
+    tried: list[list[str]] = []
+
+    def broker_down(args: list[str], **_: Any) -> None:
+        tried.append(args)
+        raise ConnectionError("broker down")
+
+    monkeypatch.setattr(handle_event, "apply_async", broker_down)
+    handle_events.push_request(is_eager=False)
+    try:
+        handle_events.run([FakeRequest(event_id) for event_id in ids])
+    finally:
+        handle_events.pop_request()
+
+    assert tried == [[ids[0]]]
