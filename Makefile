@@ -197,7 +197,7 @@ test-browser: $(DEV) ## The admin in headless Chromium against `make serve` on d
 	TEST_PORT_BASE=$(TEST_PORT_BASE) BROWSER_PORT=$(BROWSER_PORT) bash scripts/browser_tests.sh
 
 # --- Benchmarks; not part of `make test` ------------------------------------------------
-.PHONY: bench bench-cache
+.PHONY: bench bench-cache bench-outbox-plans
 WRK := /usr/bin/wrk
 
 $(WRK):
@@ -209,6 +209,18 @@ bench: $(DEV) $(WRK) ## Load scenarios vs bare-WSGI ceilings, own services (BENC
 
 bench-cache: $(DEV) $(WRK) ## `make bench` limited to GET /users/{id}/ cold and warm and its ceilings
 	BENCH_SCENARIOS=$${BENCH_SCENARIOS:-ceiling,ceiling-select,cold,warm} $(BIN)/python -m bench.run
+
+# Its own disposable services (instance "plans"), whose event tables the script empties.
+BENCH_PLANS_PORT_BASE ?= 27732
+BENCH_PLANS_SERVICES := SERVICES_NAME=plans SERVICES_PORT_BASE=$(BENCH_PLANS_PORT_BASE) \
+	SERVICES_ENV_FILE=.services.plans.env
+
+bench-outbox-plans: $(RUNTIME) ## Plans of the event pipeline's queries at 1M outbox rows (own services); fails on a Seq Scan
+	@trap '$(BENCH_PLANS_SERVICES) bash scripts/services.sh down' EXIT; \
+	$(BENCH_PLANS_SERVICES) bash scripts/services.sh up >/dev/null && \
+	set -a && . ./.services.plans.env && set +a && export DJANGO_DEBUG=false && \
+	$(BIN)/python manage.py migrate --noinput -v0 && \
+	BENCH_PLANS_TRUNCATE=1 $(BIN)/python -m bench.outbox_plans
 
 # --- Faults under load; not part of `make test` -----------------------------------------
 CHAOS_SERVICES_PORT_BASE ?= 27632

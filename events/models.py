@@ -179,7 +179,16 @@ class WebhookDelivery(models.Model):
             # One delivery per (subscription, event): the fan-out handler is idempotent.
             models.UniqueConstraint(fields=["subscription", "event"], name="delivery_once"),
         ]
-        indexes = [models.Index(fields=["status", "created_at"], name="delivery_status_idx")]
+        indexes = [
+            models.Index(fields=["status", "created_at"], name="delivery_status_idx"),
+            # An attempt reads back the deliveries it claimed by their token; only the few
+            # deliveries held right now have one, so the index stays that small.
+            models.Index(
+                fields=["claim_token"],
+                name="delivery_claim_token_idx",
+                condition=models.Q(claim_token__isnull=False),
+            ),
+        ]
         verbose_name_plural = "webhook deliveries"
 
     def __str__(self) -> str:
