@@ -350,8 +350,10 @@ if env.str("EMAIL_FILE_PATH", default=""):
 
 # --- Authentication -----------------------------------------------------------------
 
+# Argon2id with a bounded memory cost (users/password_hashing.py); hashes made with
+# Django's default Argon2 parameters still verify and are rehashed at login.
 PASSWORD_HASHERS = [
-    "django.contrib.auth.hashers.Argon2PasswordHasher",
+    "users.password_hashing.BoundedArgon2PasswordHasher",
     "django.contrib.auth.hashers.PBKDF2PasswordHasher",
 ]
 if env.bool("DJANGO_FAST_PASSWORD_HASHER", default=False):

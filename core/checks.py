@@ -9,6 +9,7 @@ from django.core.checks import CheckMessage, Tags, Warning, register
 STRONG_HASHERS = frozenset(
     {
         "django.contrib.auth.hashers.Argon2PasswordHasher",
+        "users.password_hashing.BoundedArgon2PasswordHasher",
         "django.contrib.auth.hashers.PBKDF2PasswordHasher",
         "django.contrib.auth.hashers.PBKDF2SHA1PasswordHasher",
         "django.contrib.auth.hashers.ScryptPasswordHasher",

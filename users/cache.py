@@ -73,19 +73,24 @@ def _timestamp(value: datetime) -> str:
     return text[:-6] + "Z" if text.endswith("+00:00") else text
 
 
+def user_representation(user: User) -> dict[str, Any]:
+    """The public fields of a user, in the form the API shows them (UserSerializer's)."""
+    return {
+        "id": str(user.pk),
+        "email": user.email,
+        "display_name": user.display_name,
+        "is_active": user.is_active,
+        "is_staff": user.is_staff,
+        "date_joined": _timestamp(user.date_joined),
+        "updated_at": _timestamp(user.updated_at),
+    }
+
+
 def _record(user: User) -> dict[str, Any]:
     """A user as the cache holds it (schema USER_CACHE_SCHEMA): the public fields, in the
     form the API shows them, and the one internal flag the principal needs."""
     return {
-        "user": {
-            "id": str(user.pk),
-            "email": user.email,
-            "display_name": user.display_name,
-            "is_active": user.is_active,
-            "is_staff": user.is_staff,
-            "date_joined": _timestamp(user.date_joined),
-            "updated_at": _timestamp(user.updated_at),
-        },
+        "user": user_representation(user),
         "is_superuser": user.is_superuser,
         "version": user_version(user),
     }

@@ -10,11 +10,17 @@ from typing import Any
 
 from rest_framework import serializers
 
+from users.cache import user_representation
 from users.models import User, normalize_email, validate_visible_text
 
 
 class UserSerializer(serializers.ModelSerializer[User]):
-    """The public representation of a user. Never includes the password hash."""
+    """The public representation of a user. Never includes the password hash.
+
+    The fields are declared for the schema; the representation is built in one step by
+    `users.cache.user_representation` (the one the user cache stores): DRF's field by field
+    rendering cost about 0.1 ms a user, which dominated a page of 50.
+    """
 
     class Meta:
         model = User
@@ -28,6 +34,10 @@ class UserSerializer(serializers.ModelSerializer[User]):
             "updated_at",
         ]
         read_only_fields = fields
+
+    def to_representation(self, instance: User) -> dict[str, Any]:
+        """The fields of `Meta.fields`, as DRF would render them."""
+        return user_representation(instance)
 
 
 # The JSON type each kind of field takes. DRF coerces (`0` to False, `123` to "123"), so a

@@ -7,7 +7,12 @@ from uuid import UUID
 
 from django.db.models import QuerySet
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_view,
+)
 from knox.models import AuthToken
 from rest_framework import status, viewsets
 from rest_framework.decorators import action
@@ -19,6 +24,7 @@ from rest_framework.reverse import reverse
 from rest_framework.throttling import BaseThrottle
 from rest_framework.views import APIView
 
+from core.conditional import PerUserCacheHeadersMixin, conditional_response
 from core.validation import validated
 from users import selectors, services
 from users.api.pagination import UserCursorPagination
@@ -37,9 +43,48 @@ from users.api.serializers import (
 )
 from users.api.throttles import LoginIPThrottle, SignUpThrottle
 from users.authentication import TokenAuthentication
+from users.cache import USER_CACHE_SCHEMA
 from users.models import User
 
 _user_id = OpenApiParameter("id", OpenApiTypes.UUID, OpenApiParameter.PATH)
+
+# Conditional reads (core.conditional): the request header, the response headers, the 304.
+_CONDITIONAL_PARAMETERS = [
+    OpenApiParameter(
+        "If-None-Match",
+        OpenApiTypes.STR,
+        OpenApiParameter.HEADER,
+        description="An ETag from an earlier answer: 304 with no body while it is current.",
+    ),
+    OpenApiParameter(
+        "ETag",
+        OpenApiTypes.STR,
+        OpenApiParameter.HEADER,
+        response=[200, 304],
+        description="Strong tag of what the answer shows (JSON answers only).",
+    ),
+    OpenApiParameter(
+        "Cache-Control",
+        OpenApiTypes.STR,
+        OpenApiParameter.HEADER,
+        response=True,
+        description="`private, no-cache`: kept by the client only, revalidated before use.",
+    ),
+    OpenApiParameter(
+        "Vary",
+        OpenApiTypes.STR,
+        OpenApiParameter.HEADER,
+        response=True,
+        description="`Accept, Authorization, Cookie` (with any others).",
+    ),
+]
+_NOT_MODIFIED = OpenApiResponse(
+    description="Not Modified: the If-None-Match tag is current; no body."
+)
+
+
+def _conditional_responses(ok: object) -> dict[int, object]:
+    return {200: ok, 304: _NOT_MODIFIED}
 
 
 @extend_schema_view(
@@ -48,15 +93,20 @@ _user_id = OpenApiParameter("id", OpenApiTypes.UUID, OpenApiParameter.PATH)
         description="Sign up (anonymous) or create a user (staff, who may also set flags).",
     ),
     list=extend_schema(
-        description="Staff only.",
+        description="Staff only. Each page carries an ETag (see If-None-Match).",
         parameters=[
             OpenApiParameter("email", OpenApiTypes.EMAIL),
             OpenApiParameter("is_active", OpenApiTypes.BOOL),
             OpenApiParameter("joined_after", OpenApiTypes.DATETIME),
             OpenApiParameter("joined_before", OpenApiTypes.DATETIME),
+            *_CONDITIONAL_PARAMETERS,
         ],
+        responses=_conditional_responses(UserSerializer(many=True)),
     ),
-    retrieve=extend_schema(parameters=[_user_id]),
+    retrieve=extend_schema(
+        parameters=[_user_id, *_CONDITIONAL_PARAMETERS],
+        responses=_conditional_responses(UserSerializer),
+    ),
     partial_update=extend_schema(
         parameters=[_user_id],
         request=UserUpdateSerializer,
@@ -70,11 +120,17 @@ _user_id = OpenApiParameter("id", OpenApiTypes.UUID, OpenApiParameter.PATH)
     ),
     destroy=extend_schema(parameters=[_user_id], description="Deactivate (soft delete)."),
 )
-class UserViewSet(viewsets.GenericViewSet[User]):
+class UserViewSet(PerUserCacheHeadersMixin, viewsets.GenericViewSet[User]):
     """Users: sign-up, read, change, deactivate; the list is for staff.
 
     Anyone but staff can reach only their own record: other ids answer 404, never 403,
-    so the API does not confirm which ids exist.
+    so the API does not confirm which ids exist. This class declares, for every route
+    and every path through it (the cached read included), who may call it and how often.
+
+    The reads (one user, `me`, a page of the list) carry a strong ETag and answer 304 to
+    a current If-None-Match (core.conditional): a user's tag is made from its row's
+    version, which every write increments, a page's from its rows' ids and versions and
+    its links.
     """
 
     serializer_class = UserSerializer
@@ -133,15 +189,28 @@ class UserViewSet(viewsets.GenericViewSet[User]):
     def list(self, request: Request) -> Response:
         """A page of users, filtered, ordered by (date_joined, id)."""
         users = selectors.user_list(filters=request.query_params)
-        page = self.paginate_queryset(users)
-        return self.get_paginated_response(UserSerializer(page, many=True).data)
+        page = self.paginate_queryset(users) or []
+        paginator = cast(UserCursorPagination, self.paginator)
+        return conditional_response(
+            request,
+            etag_parts=(
+                "users",
+                USER_CACHE_SCHEMA,
+                paginator.get_next_link(),
+                paginator.get_previous_link(),
+                *(f"{user.pk}:{user.version}" for user in page),
+            ),
+            data=lambda: self.get_paginated_response(UserSerializer(page, many=True).data).data,
+        )
 
     def retrieve(self, request: Request, pk: str) -> Response:
         """One user, from the user cache."""
-        data = selectors.user_representation_get(user_id=UUID(pk), viewer=self._viewer())
-        if data is None:
+        found = selectors.user_representation_get(user_id=UUID(pk), viewer=self._viewer())
+        if found is None:
             raise NotFound()
-        return Response(data)
+        return conditional_response(
+            request, etag_parts=_user_etag_parts(pk, found.version), data=lambda: found.data
+        )
 
     def partial_update(self, request: Request, pk: str) -> Response:
         """Change some fields of a user."""
@@ -156,11 +225,18 @@ class UserViewSet(viewsets.GenericViewSet[User]):
         services.user_deactivate(user=self.get_object())
         return Response(status=status.HTTP_204_NO_CONTENT)
 
-    @extend_schema(responses=UserSerializer)
+    @extend_schema(
+        parameters=_CONDITIONAL_PARAMETERS, responses=_conditional_responses(UserSerializer)
+    )
     @action(detail=False, methods=["get"])
     def me(self, request: Request) -> Response:
         """The caller."""
-        return Response(UserSerializer(self._viewer()).data)
+        viewer = self._viewer()
+        return conditional_response(
+            request,
+            etag_parts=_user_etag_parts(viewer.pk, viewer.version),
+            data=lambda: UserSerializer(viewer).data,
+        )
 
     @extend_schema(
         parameters=[_user_id],
@@ -202,7 +278,13 @@ class UserViewSet(viewsets.GenericViewSet[User]):
         return cast(User, self.request.user)
 
 
-class TokenView(APIView):
+def _user_etag_parts(user_id: object, version: int) -> tuple[object, ...]:
+    # The same content under `/users/{id}/` and `/users/me/`: the same tag. The schema of
+    # the cached record is the representation's, so a release that changes it changes tags.
+    return ("user", USER_CACHE_SCHEMA, str(user_id).lower(), version)
+
+
+class TokenView(PerUserCacheHeadersMixin, APIView):
     """Log in: email and password for a token. Throttled per client IP; failed attempts
     back off per client and email, and per email (users.login_throttle)."""
 
@@ -219,10 +301,11 @@ class TokenView(APIView):
             request=request._request, **serializer.validated_data
         )
         body = TokenSerializer({"token": secret, "expiry": token.expiry, "user": token.user}).data
-        return Response(body)
+        # The secret is shown once: no cache, the client's included, may keep it.
+        return Response(body, headers={"Cache-Control": "no-store"})
 
 
-class LogoutView(APIView):
+class LogoutView(PerUserCacheHeadersMixin, APIView):
     """Log out: revoke the token that authenticated this request."""
 
     authentication_classes = [TokenAuthentication]

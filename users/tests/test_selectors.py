@@ -37,6 +37,8 @@ class TestUserList:
         tied = sorted([UserFactory.create(date_joined=now), late], key=lambda u: u.pk)
 
         assert list(selectors.user_list()) == [early, *tied]
+        # Parameters that are not filters (the pagination's) change nothing.
+        assert list(selectors.user_list(filters={"page_size": "2"})) == [early, *tied]
 
     def test_filters(self) -> None:
         now = timezone.now()

@@ -63,3 +63,13 @@ def test_schema_and_docs_are_staff_only_unless_public(path: str, settings, clien
 
 def test_production_settings_keep_the_docs_for_staff() -> None:
     assert production_setting("API_DOCS_PUBLIC") is False
+
+
+@pytest.mark.parametrize("path", ["/api/v1/users/", "/api/v1/users/{id}/", "/api/v1/users/me/"])
+def test_conditional_reads_are_documented(path: str) -> None:
+    schema = yaml.safe_load(Client().get("/api/schema/").content)
+    operation = schema["paths"][path]["get"]
+    assert "If-None-Match" in {p["name"] for p in operation["parameters"] if p["in"] == "header"}
+    for status in ("200", "304"):
+        assert {"ETag", "Cache-Control", "Vary"} <= set(operation["responses"][status]["headers"])
+    assert "content" not in operation["responses"]["304"]
