@@ -9,6 +9,7 @@ import email
 import time
 from collections import Counter
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -187,7 +188,10 @@ def _sample(items: list[Any]) -> str:
 # Faults that can end a webhook delivery after its POST but before the delivery's success
 # is committed (the worker killed, the database gone): the retry posts again, with the same
 # X-Webhook-Id, which receivers dedupe on (docs/events.md). No other duplicate is allowed.
-INTERRUPTING_FAULTS = frozenset({"worker_killed", PRIMARY_FAULT})
+# A cut broker connection is one too: the broker hands the tasks the worker was running
+# (unacknowledged) to it again while the first run goes on.
+INTERRUPTING_FAULTS = frozenset({"worker_killed", "broker_connections_cut", PRIMARY_FAULT})
+WORKER_FAULT = "worker_killed"
 
 
 def interrupted_delivery(first_arrival: float | None, windows: list[Window]) -> str | None:
@@ -322,3 +326,34 @@ def data_checks(
         ),
     ]
     return summary, checks
+
+
+def worker_crash_recovery(
+    *, windows: list[Window], wall_epoch: float, bound: float
+) -> tuple[float | None, Check]:
+    """Seconds from the worker's SIGKILL until every event it could have held was handled.
+
+    Those are the events created before the kill and not handled by then; the figure runs
+    from the kill to the last of them handled (the supervisor's restart of the worker
+    included), None if one never was.
+    """
+    from events.models import OutboxEvent
+
+    [window] = [window for window in windows if window.name == WORKER_FAULT]
+    killed_at = wall_epoch + window.injected
+    killed = datetime.fromtimestamp(killed_at, tz=UTC)
+    affected = OutboxEvent.objects.filter(created_at__lt=killed).exclude(handled_at__lt=killed)
+    handled = list(affected.values_list("handled_at", flat=True))
+    recovery: float | None = None
+    if all(at is not None for at in handled):
+        last = max((at.timestamp() for at in handled if at is not None), default=killed_at)
+        recovery = round(last - killed_at, 1)
+    passed = recovery is not None and recovery <= bound
+    detail = (
+        f"{len(handled)} events owed at the kill, all handled {recovery} s after it "
+        f"(bound {bound:.0f} s)"
+        if recovery is not None
+        else f"{sum(at is None for at in handled)} of {len(handled)} events owed at the kill "
+        "never handled"
+    )
+    return recovery, Check("worker_crash_recovery", passed, detail)

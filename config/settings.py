@@ -373,6 +373,16 @@ WEBHOOK_BREAKER_FAIL_MAX = env.int("WEBHOOK_BREAKER_FAIL_MAX", default=5)
 WEBHOOK_BREAKER_RESET_SECONDS = env.float("WEBHOOK_BREAKER_RESET_SECONDS", default=60.0)
 # Keep-alive connection pools a worker process keeps, one per endpoint address, and the
 # connections each keeps (events/webhook_http.py).
+# A due webhook delivery still waiting this long lost its message (an enqueue that failed,
+# an attempt that crashed) and is enqueued again (events.webhooks.webhook_sweep_stalled).
+# With Redis, a message can be out for a whole visibility timeout; RabbitMQ hands a lost
+# consumer's messages back at once, so a minute (above CELERY_TASK_TIME_LIMIT) suffices.
+WEBHOOK_STALLED_AFTER_SECONDS = env.float(
+    "WEBHOOK_STALLED_AFTER_SECONDS",
+    default=max(60.0, CELERY_TASK_TIME_LIMIT)
+    if CELERY_BROKER_IS_RABBITMQ
+    else CELERY_VISIBILITY_TIMEOUT,
+)
 WEBHOOK_HTTP_POOLS = env.int("WEBHOOK_HTTP_POOLS", default=64)
 WEBHOOK_HTTP_POOL_CONNECTIONS = env.int("WEBHOOK_HTTP_POOL_CONNECTIONS", default=2)
 if (

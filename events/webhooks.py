@@ -164,12 +164,12 @@ def _claim(delivery_id: UUID) -> tuple[WebhookDelivery, datetime] | None:
 def webhook_sweep_stalled() -> int:
     """Enqueue again the deliveries whose message seems lost; return how many.
 
-    A delivery is due at `next_attempt_at`; one still waiting a visibility timeout after
-    that lost its message (the broker died between the fan-out's commit and the enqueue,
+    A delivery is due at `next_attempt_at`; one still waiting WEBHOOK_STALLED_AFTER_SECONDS
+    after that lost its message (the broker died between the fan-out's commit and the enqueue,
     or lost its data). A copy of a message that was not lost is harmless: the attempt
     waits for the row lock, then finds the delivery done or not yet due.
     """
-    stalled_before = timezone.now() - timedelta(seconds=settings.CELERY_VISIBILITY_TIMEOUT)
+    stalled_before = timezone.now() - timedelta(seconds=settings.WEBHOOK_STALLED_AFTER_SECONDS)
     with transaction.atomic():
         stalled = list(
             WebhookDelivery.objects.select_for_update(skip_locked=True)
