@@ -140,7 +140,7 @@ BASE_URL ?= http://127.0.0.1:$(PORT)
 
 .PHONY: deploy-check smoke
 COMPOSE_SECRET_NAMES := DJANGO_SECRET_KEY METRICS_TOKEN POSTGRES_PASSWORD REPLICATION_PASSWORD GRAFANA_ADMIN_PASSWORD \
-	REDIS_PASSWORD
+	REDIS_PASSWORD RABBITMQ_PASSWORD
 COMPOSE_SECRETS := $(foreach name,$(COMPOSE_SECRET_NAMES),$(name)=placeholder-for-validation)
 
 $(DEPLOY_TOOLS): $(RUNTIME) requirements-deploy.txt
@@ -218,8 +218,8 @@ $(WRK):
 	@if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends wrk >/dev/null; \
 	else echo "wrk missing: sudo apt-get install wrk" >&2; exit 1; fi
 
-bench: $(DEV) $(WRK) ## Load scenarios vs bare-WSGI ceilings, own services (BENCH_SCENARIOS, BENCH_USERS, ...)
-	$(BIN)/python -m bench.run
+bench: $(DEV) $(WRK) ## Load scenarios vs bare-WSGI ceilings, own services (BENCH_SCENARIOS, BENCH_USERS, BROKER, ...)
+	BROKER=$(BROKER) $(BIN)/python -m bench.run
 
 bench-cache: $(DEV) $(WRK) ## `make bench` limited to GET /users/{id}/ cold and warm and its ceilings
 	BENCH_SCENARIOS=$${BENCH_SCENARIOS:-ceiling,ceiling-select,cold,warm} $(BIN)/python -m bench.run

@@ -9,7 +9,7 @@ import email
 import time
 from collections import Counter
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -326,6 +326,19 @@ def data_checks(
         ),
     ]
     return summary, checks
+
+
+def caught_up(*, older_than: float) -> bool:
+    """Whether every event older than `older_than` seconds is handled (a calm moment)."""
+    from django.db import connections
+    from django.utils import timezone
+
+    from events.models import OutboxEvent
+
+    # A connection from before a primary restart is dead; the next query opens a new one.
+    connections.close_all()
+    cutoff = timezone.now() - timedelta(seconds=older_than)
+    return not OutboxEvent.objects.filter(handled_at__isnull=True, created_at__lt=cutoff).exists()
 
 
 def worker_crash_recovery(

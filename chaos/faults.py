@@ -319,8 +319,9 @@ class Services:
             conn.execute(sql)
 
     def faults(self, broker: BrokerRedis | BrokerRabbitMQ, celery: Celery) -> list[Fault]:
-        """The faults in the order the run injects them; the worker's crash last, so that
-        the time its events take to come back is its own, not another fault's."""
+        """The faults in the order the run injects them. The worker's crash comes after the
+        broker's faults and before the primary's restart, whose handler retries (with
+        production backoffs) would otherwise be what its recovery time measures."""
         return [
             Fault(
                 "redis_killed",
@@ -361,16 +362,16 @@ class Services:
                 "outbox for the sweeper; the worker reconnects, its unacknowledged tasks return",
             ),
             Fault(
-                "primary_restarted",
-                inject=lambda: self.pg_ctl("SERVICES_PRIMARY_DATA", "stop", "-m", "fast", "-w"),
-                restore=self.up,
-                expect="503 (under 3 s) for what needs the primary, nothing else non-2xx",
-            ),
-            Fault(
                 "worker_killed",
                 inject=celery.kill_worker,
                 restore=celery.start_worker,
                 expect="all 2xx: unacknowledged tasks come back (RabbitMQ: at once; Redis: after "
                 "the visibility timeout)",
+            ),
+            Fault(
+                "primary_restarted",
+                inject=lambda: self.pg_ctl("SERVICES_PRIMARY_DATA", "stop", "-m", "fast", "-w"),
+                restore=self.up,
+                expect="503 (under 3 s) for what needs the primary, nothing else non-2xx",
             ),
         ]
