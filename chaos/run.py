@@ -119,9 +119,11 @@ SHORTENED_TIMINGS = {
     "WEBHOOK_TIMEOUT_SECONDS": "3",
 }
 # The worker is killed once every event older than CAUGHT_UP_SECONDS is handled (waiting
-# at most the bound), and then every event owed must be handled within the next bound.
+# at most the bound), and then every event owed must be handled within the next bound:
+# on RabbitMQ. On Redis the figure is reported, not checked: with production timings its
+# visibility timeout (600 s) cannot meet it, with shortened ones it says nothing.
 CAUGHT_UP_SECONDS = 2.0
-CAUGHT_UP_BOUND_SECONDS = 120.0
+CAUGHT_UP_BOUND_SECONDS = 60.0
 WORKER_CRASH_RECOVERY_BOUND_SECONDS = 30.0
 # With production timings the backlog may wait longer: a webhook delivery whose attempt
 # the primary's restart cut off waits WEBHOOK_STALLED_AFTER_SECONDS (60 s with RabbitMQ)
@@ -193,11 +195,15 @@ def run_faults(
         if fault.name == WORKER_FAULT:
             # The backlog earlier faults left is handled first, so that the time the
             # crash's events take to come back measures the crash, not that backlog.
-            wait_until(
-                lambda: caught_up(older_than=CAUGHT_UP_SECONDS),
-                seconds=CAUGHT_UP_BOUND_SECONDS,
-                what="the worker to catch up before it is killed",
-            )
+            try:
+                wait_until(
+                    lambda: caught_up(older_than=CAUGHT_UP_SECONDS),
+                    seconds=CAUGHT_UP_BOUND_SECONDS,
+                    what="the worker to catch up",
+                )
+            except RuntimeError as late:
+                # Killed anyway: the recovery figure then counts the backlog too.
+                log(f"{late}; killing it with the backlog")
         window = Window(fault.name, fault.expect, injected=time.monotonic() - epoch)
         windows.append(window)
         log(f"inject {fault.name}")
@@ -350,7 +356,9 @@ def main() -> None:
             )
             checks += more
             recovery, recovery_check = worker_crash_recovery(
-                windows=windows, wall_epoch=wall_epoch, bound=WORKER_CRASH_RECOVERY_BOUND_SECONDS
+                windows=windows,
+                wall_epoch=wall_epoch,
+                bound=WORKER_CRASH_RECOVERY_BOUND_SECONDS if BROKER == "rabbitmq" else None,
             )
             event_summary["worker_crash_recovery_s"] = recovery
             checks.append(recovery_check)
