@@ -292,7 +292,7 @@ rabbitmq_env() {
   export RABBITMQ_CONFIG_FILE=$RABBITMQ_DIR/rabbitmq.conf
   export RABBITMQ_ENABLED_PLUGINS_FILE=$RABBITMQ_DIR/enabled_plugins
   export RABBITMQ_MNESIA_BASE=$RABBITMQ_DIR/data RABBITMQ_LOG_BASE=$LOG_DIR
-  export RABBITMQ_PID_FILE=$RUN_DIR/rabbitmq.pid
+  export RABBITMQ_PID_FILE=$RUN_DIR/rabbitmq.pid ERL_CRASH_DUMP=$LOG_DIR/erl_crash.dump
   export ERL_FLAGS="-kernel inet_dist_use_interface {127,0,0,1}"
 }
 
@@ -317,7 +317,13 @@ rabbitmq_pid() {
 # Answers AMQP on its port (a TCP connect), and is our node (by its pid file).
 rabbitmq_alive() { rabbitmq_pid >/dev/null && (exec 3<>"/dev/tcp/127.0.0.1/$RABBITMQ_PORT") 2>/dev/null; }
 
+# The node refuses to start while its distribution port has a socket of a previous node
+# in TIME-WAIT (rabbitmqctl's connections, up to a minute after that node stopped).
+dist_port_free() { [[ -z $(ss -Htan "( sport = :$((SERVICES_PORT_BASE + 4)) )" 2>/dev/null) ]]; }
+
 start_rabbitmq() {
+  wait_for 90 "rabbitmq's distribution port to be free" dist_port_free \
+    || die "port $((SERVICES_PORT_BASE + 4)) stays taken; pick another SERVICES_PORT_BASE"
   mkdir -p "$RABBITMQ_DIR/home" "$RABBITMQ_DIR/data"
   local cookie=$RABBITMQ_DIR/home/.erlang.cookie
   [[ -s $cookie ]] || (umask 077 && head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$cookie")
