@@ -344,29 +344,34 @@ def caught_up(*, older_than: float) -> bool:
 def worker_crash_recovery(
     *, windows: list[Window], wall_epoch: float, bound: float | None
 ) -> tuple[float | None, Check]:
-    """Seconds from the worker's SIGKILL until every event it could have held was handled.
+    """Seconds from the worker's SIGKILL until every event it could have held was delivered.
 
-    Those are the events created before the kill and not handled by then; the figure runs
-    from the kill to the last of them handled (the supervisor's restart of the worker
-    included), None if one never was. With no `bound`, only that they all were is checked.
+    Owed at the kill: the handling of each event created before it and not handled by
+    then, and each of those events' webhook deliveries not delivered by then (a delivery
+    task the worker held is as late as a handler task). The figure runs from the kill to
+    the last of them done (the supervisor's restart of the worker included), None if one
+    never was. With no `bound`, only that they all were is checked.
     """
-    from events.models import OutboxEvent
+    from events.models import OutboxEvent, WebhookDelivery
 
     [window] = [window for window in windows if window.name == WORKER_FAULT]
     killed_at = wall_epoch + window.injected
     killed = datetime.fromtimestamp(killed_at, tz=UTC)
-    affected = OutboxEvent.objects.filter(created_at__lt=killed).exclude(handled_at__lt=killed)
-    handled = list(affected.values_list("handled_at", flat=True))
+    before = OutboxEvent.objects.filter(created_at__lt=killed)
+    done = list(before.exclude(handled_at__lt=killed).values_list("handled_at", flat=True))
+    deliveries = WebhookDelivery.objects.filter(event__created_at__lt=killed)
+    done += list(deliveries.exclude(delivered_at__lt=killed).values_list("delivered_at", flat=True))
     recovery: float | None = None
-    if all(at is not None for at in handled):
-        last = max((at.timestamp() for at in handled if at is not None), default=killed_at)
+    if all(at is not None for at in done):
+        last = max((at.timestamp() for at in done if at is not None), default=killed_at)
         recovery = round(last - killed_at, 1)
     passed = recovery is not None and (bound is None or recovery <= bound)
     limit = f"bound {bound:.0f} s" if bound is not None else "reported, not bounded"
     detail = (
-        f"{len(handled)} events owed at the kill, all handled {recovery} s after it ({limit})"
+        f"{len(done)} handler runs and deliveries owed at the kill, all done {recovery} s "
+        f"after it ({limit})"
         if recovery is not None
-        else f"{sum(at is None for at in handled)} of {len(handled)} events owed at the kill "
-        "never handled"
+        else f"{sum(at is None for at in done)} of {len(done)} handler runs and deliveries "
+        "owed at the kill never done"
     )
     return recovery, Check("worker_crash_recovery", passed, detail)
