@@ -14,7 +14,7 @@ from csp.constants import NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 from kombu import Exchange, Queue
 
-from core.broker import RABBITMQ_SCHEMES, broker_is_rabbitmq
+from core.broker_probe import RABBITMQ_SCHEMES, broker_is_rabbitmq
 from core.secret_keys import weakness as secret_weakness
 from core.structured_logging import logging_config
 

@@ -12,7 +12,7 @@ class CoreConfig(AppConfig):
         """Route structlog's loggers through the LOGGING handlers; register the system checks
         and the broker's queue depths for every scrape."""
         from core import checks  # noqa: F401
-        from core.broker import BrokerQueueCollector
+        from core.broker_probe import BrokerQueueCollector
         from core.metrics import register_live_collector
         from core.structured_logging import configure_structlog
 

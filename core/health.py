@@ -23,7 +23,7 @@ import redis
 from django.conf import settings
 from django.http import HttpRequest, JsonResponse
 
-from core.broker import broker_ping
+from core.broker_probe import broker_ping
 from core.exceptions import error_body, error_response
 from core.metrics import may_scrape
 from core.postgres import probe_conninfo

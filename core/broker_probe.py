@@ -1,4 +1,4 @@
-"""The Celery broker as operators see it: which kind it is, and how full its queues are.
+"""Probes of the Celery broker: which kind it is, whether it answers, how full its queues are.
 
 One place that knows both brokers CELERY_BROKER_URL can name (Redis and RabbitMQ), for
 the readiness probe and the queue-depth metrics. Each question goes through kombu, the

@@ -1,11 +1,11 @@
-"""core.broker: queue depths read from either broker, and the collector that serves them."""
+"""core.broker_probe: queue depths read from either broker, and the collector that serves them."""
 
 import uuid
 
 import pytest
 from kombu import Connection, Exchange, Queue
 
-from core.broker import BrokerQueueCollector, broker_is_rabbitmq, broker_queue_stats
+from core.broker_probe import BrokerQueueCollector, broker_is_rabbitmq, broker_queue_stats
 
 
 @pytest.mark.parametrize(
