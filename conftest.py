@@ -59,10 +59,11 @@ def eager_celery() -> Iterator[None]:
     """Run tasks in-process for this test, as `make run` does (no broker needed)."""
     from config.celery import app as celery_app
 
-    previous = celery_app.conf.task_always_eager
-    celery_app.conf.task_always_eager = True
+    # The namespaced key: configured from Django's settings, Celery reads that one first.
+    previous = celery_app.conf.CELERY_TASK_ALWAYS_EAGER
+    celery_app.conf.CELERY_TASK_ALWAYS_EAGER = True
     yield
-    celery_app.conf.task_always_eager = previous
+    celery_app.conf.CELERY_TASK_ALWAYS_EAGER = previous
 
 
 @pytest.fixture

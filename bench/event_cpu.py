@@ -1,9 +1,10 @@
 """CPU of the event pipeline's own code per event, in-process, without Celery.
 
 Makes N user updates (each a `user.updated` event), then runs their handlers
-(events.services.event_handle_all) and attempts their webhook deliveries
-(events.webhooks.webhook_attempt) in this process against a keep-alive receiver on
-loopback, timing each phase with this process's CPU clock. What is left of the worker's
+(events.services.event_handle_batch) and attempts their webhook deliveries
+(events.webhooks.webhook_attempt_batch), in batches of EVENTS_BATCH_SIZE as the worker
+does under load, in this process against a keep-alive receiver on loopback, timing each
+phase with this process's CPU clock. What is left of the worker's
 CPU per event in `make bench` beyond these two figures is Celery's (message handling,
 the pool) and logging. With BENCH_PROFILE=1, a cProfile of both phases follows (sorted by
 BENCH_PROFILE_SORT, cumulative by default).
@@ -22,15 +23,19 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from unittest import mock
+from uuid import UUID
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
 import django
 
 django.setup()
+
+from django.conf import settings  # noqa: E402
 
 from events import services as events_services  # noqa: E402
 from events import webhooks  # noqa: E402
@@ -48,6 +53,11 @@ class _Receiver(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:
         return
+
+
+def _batches(ids: Sequence[UUID]) -> list[Sequence[UUID]]:
+    size = settings.EVENTS_BATCH_SIZE
+    return [ids[first : first + size] for first in range(0, len(ids), size)]
 
 
 def main() -> None:
@@ -74,25 +84,26 @@ def main() -> None:
     profile = cProfile.Profile()
     profiling = os.environ.get("BENCH_PROFILE") == "1"
     try:
-        with mock.patch.object(webhooks, "_enqueue_delivery"):
+        with mock.patch.object(webhooks, "_enqueue_deliveries"):
             if profiling:
                 profile.enable()
             started = time.process_time()
-            for event_id in events:
-                events_services.event_handle_all(event_id=event_id)
+            for batch in _batches(events):
+                events_services.event_handle_batch(event_ids=batch)
             handled = time.process_time()
             deliveries = list(
                 WebhookDelivery.objects.filter(event_id__in=events).values_list("pk", flat=True)
             )
             attempts_started = time.process_time()
-            for delivery_id in deliveries:
-                webhooks.webhook_attempt(delivery_id=delivery_id)
+            for batch in _batches(deliveries):
+                webhooks.webhook_attempt_batch(delivery_ids=batch)
             attempted = time.process_time()
             profile.disable()
     finally:
         webhooks.webhook_subscription_delete(subscription=subscription)
         server.shutdown()
     print(
+        f"batches of {settings.EVENTS_BATCH_SIZE}; "
         f"{len(events)} events: handlers {1000 * (handled - started) / len(events):.2f} ms CPU "
         f"per event; {len(deliveries)} deliveries: "
         f"{1000 * (attempted - attempts_started) / max(len(deliveries), 1):.2f} ms CPU each"

@@ -4,7 +4,10 @@ import os
 
 from celery import Celery
 
+from core import broker
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+broker.use_for_redis_urls()
 
 app = Celery("userservice")
 app.config_from_object("django.conf:settings", namespace="CELERY")

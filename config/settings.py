@@ -241,8 +241,10 @@ CELERY_EVENT_SERIALIZER = "json"
 # a crash mid-task means redelivery (handlers are idempotent), never a lost task.
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
-# One unacknowledged message per process: a slow task does not hold others hostage.
-CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# Unacknowledged messages a worker holds, per process. Event handlers are buffered into
+# batches (events.tasks.handle_events): the prefetch must let a batch of EVENTS_BATCH_SIZE
+# fill. A killed worker's prefetched messages come back to the queue (acks late).
+CELERY_WORKER_PREFETCH_MULTIPLIER = env.int("CELERY_WORKER_PREFETCH_MULTIPLIER", default=32)
 CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=60)
 # The soft limit raises inside the task first, so it can end cleanly (its transaction rolls back).
 CELERY_TASK_SOFT_TIME_LIMIT = CELERY_TASK_TIME_LIMIT * 0.8
@@ -252,6 +254,7 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_DEFAULT_QUEUE = "events"
 CELERY_TASK_ROUTES = {
     "events.tasks.deliver_webhook": {"queue": "webhooks"},
+    "events.tasks.deliver_webhooks": {"queue": "webhooks"},
     # Beat's periodic jobs have their own queue, which workers read in turn with the
     # others: a backlog of handler tasks (after a broker outage, say) must not hold up the
     # outbox sweep that clears it.
@@ -326,6 +329,11 @@ else:
         "unacked_restore_throttle": 1,
     }
 
+# Events handled together: a batch runs when this many messages are buffered, or this
+# long after the first arrived (events.tasks.handle_events); deliveries to a subscription
+# are posted in batches of the same size.
+EVENTS_BATCH_SIZE = env.int("EVENTS_BATCH_SIZE", default=50)
+EVENTS_BATCH_WAIT_SECONDS = env.float("EVENTS_BATCH_WAIT_SECONDS", default=0.2)
 EVENTS_SWEEP_INTERVAL_SECONDS = env.float("EVENTS_SWEEP_INTERVAL_SECONDS", default=5.0)
 EVENTS_SWEEP_AFTER_SECONDS = env.float("EVENTS_SWEEP_AFTER_SECONDS", default=5.0)
 EVENTS_SWEEP_BATCH_SIZE = env.int("EVENTS_SWEEP_BATCH_SIZE", default=100)

@@ -806,8 +806,17 @@ class VersionedCache:
         """Move `key`'s stamp in Redis to the committed `version`: every older entry, of
         every schema, stops being served. Raises RedisUnavailable if Redis is down (for a
         durable caller, an event handler, that retries until Redis takes it)."""
+        self.advance_many({key: version})
+
+    def advance_many(self, versions: dict[str, int]) -> None:
+        """`advance` for many keys at once, in one round trip to Redis."""
         client = shared_redis()
-        if client is not None:
-            client.register_script(_ADVANCE)(
-                keys=[self.stamp_key(key)], args=[version, self._stamp_ttl_ms()]
-            )
+        if client is None or not versions:
+            return
+        script = client.register_script(_ADVANCE)
+        with client.pipeline(transaction=False) as pipe:
+            for key, version in versions.items():
+                script(
+                    keys=[self.stamp_key(key)], args=[version, self._stamp_ttl_ms()], client=pipe
+                )
+            pipe.execute()

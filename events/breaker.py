@@ -47,19 +47,29 @@ def breaker_record(*, subscription: WebhookSubscription, success: bool) -> None:
     recorded at once by several workers all count. A success against a breaker that was
     closed with no failures counted when `subscription` was read writes nothing: the
     common case costs no statement, and a failure counted meanwhile by another worker
-    stays counted until the next success.
+    stays counted until the next success. The object's fields follow the outcome.
     """
-    rows = WebhookSubscription.objects.filter(pk=subscription.pk)
     if success:
         if subscription.consecutive_failures or subscription.breaker_opened_at:
-            rows.update(consecutive_failures=0, breaker_opened_at=None)
+            WebhookSubscription.objects.filter(pk=subscription.pk).update(
+                consecutive_failures=0, breaker_opened_at=None
+            )
+            subscription.consecutive_failures, subscription.breaker_opened_at = 0, None
         return
     now = timezone.now()
     reset = timedelta(seconds=settings.WEBHOOK_BREAKER_RESET_SECONDS)
+    # `subscription` follows too, as this process saw it: the next request of the same
+    # batch to this endpoint is refused once the breaker opened.
+    subscription.consecutive_failures += 1
+    if (
+        breaker_state(opened_at=subscription.breaker_opened_at, now=now) == HALF_OPEN
+        or subscription.consecutive_failures >= settings.WEBHOOK_BREAKER_FAIL_MAX
+    ):
+        subscription.breaker_opened_at = now
     half_open = Q(breaker_opened_at__lte=now - reset)
     # Compared with the count before this failure: the UPDATE reads the old row.
     reaches_max = Q(consecutive_failures__gte=settings.WEBHOOK_BREAKER_FAIL_MAX - 1)
-    rows.update(
+    WebhookSubscription.objects.filter(pk=subscription.pk).update(
         consecutive_failures=F("consecutive_failures") + 1,
         breaker_opened_at=Case(
             When(half_open | reaches_max, then=Value(now)), default=F("breaker_opened_at")

@@ -1,6 +1,8 @@
 """Domain events: the transactional outbox, handler bookkeeping and webhook delivery state."""
 
 import uuid
+from collections.abc import Sequence
+from typing import Any
 
 from django.db import connections, models
 from django.utils import timezone
@@ -67,30 +69,34 @@ class OutboxEvent(models.Model):
 class HandledEventManager(models.Manager["HandledEvent"]):
     """Records of handled events, inserted only where absent."""
 
-    def record(self, *, event_id: uuid.UUID, handler: str, using: str) -> bool:
-        """Insert the (event, handler) row unless it exists; whether this call inserted it.
+    def record(self, *, event_ids: Sequence[uuid.UUID], handler: str, using: str) -> set[uuid.UUID]:
+        """Insert an (event, handler) row for each event unless it exists; return the ids
+        this call inserted, which are the events the handler has yet to handle.
 
-        `INSERT ... ON CONFLICT DO NOTHING` (PostgreSQL and SQLite): a duplicate is not an
-        error, so the caller's transaction needs no savepoint around it. A concurrent
-        insert of the same pair waits for the other transaction, then inserts nothing if
-        it committed, as a plain insert would fail then.
+        One `INSERT ... ON CONFLICT DO NOTHING RETURNING` (PostgreSQL and SQLite): a
+        duplicate is not an error, so the caller's transaction needs no savepoint around
+        it. A concurrent insert of the same pair waits for the other transaction, then
+        inserts nothing if it committed, as a plain insert would fail then.
         """
+        if not event_ids:
+            return set()
         connection = connections[using]
         fields = self.model._meta
-        values = [
-            fields.get_field("event_id").get_db_prep_save(event_id, connection),
-            handler,
-            fields.get_field("handled_at").get_db_prep_save(timezone.now(), connection),
-        ]
+        event_field = fields.get_field("event_id")
+        handled_at = fields.get_field("handled_at").get_db_prep_save(timezone.now(), connection)
+        values: list[Any] = []
+        for event_id in event_ids:
+            values += [event_field.get_db_prep_save(event_id, connection), handler, handled_at]
+        rows = ", ".join(["(%s, %s, %s)"] * len(event_ids))
         table = connection.ops.quote_name(fields.db_table)
         # The table name is the model's own, quoted; every value is a parameter.
         sql = (
-            f"INSERT INTO {table} (event_id, handler, handled_at) VALUES (%s, %s, %s) "  # noqa: S608  # nosec B608
-            "ON CONFLICT (event_id, handler) DO NOTHING"
+            f"INSERT INTO {table} (event_id, handler, handled_at) VALUES {rows} "  # noqa: S608  # nosec B608
+            "ON CONFLICT (event_id, handler) DO NOTHING RETURNING event_id"
         )
         with connection.cursor() as cursor:
             cursor.execute(sql, values)
-            return bool(cursor.rowcount == 1)
+            return {event_field.to_python(row[0]) for row in cursor.fetchall()}
 
 
 class HandledEvent(models.Model):
@@ -160,8 +166,10 @@ class WebhookDelivery(models.Model):
     attempts = models.PositiveIntegerField(default=0)
     last_error = models.TextField(blank=True)
     next_attempt_at = models.DateTimeField(null=True, blank=True)
-    # While set and in the future, an attempt holds the delivery (events.webhooks).
+    # While set and in the future, an attempt holds the delivery (events.webhooks); the
+    # token tells that attempt's rows from any other's, whatever the clock says.
     claimed_until = models.DateTimeField(null=True, blank=True)
+    claim_token = models.UUIDField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(default=timezone.now)
     delivered_at = models.DateTimeField(null=True, blank=True)
 

@@ -1,18 +1,18 @@
 """Which handlers react to which topic: the one place to look it up.
 
-One Celery task per event (events.tasks.handle_event) runs its handlers one after another,
+Events are handled in batches (events.services.event_handle_batch): each handler receives
+a list of events and runs inside the transaction that records them as handled by it, so
+its database writes and that record commit together. Handlers run one after another,
 each in its own transaction, so a failing one never blocks or rolls back another, and a
-retry re-runs only those that failed. A handler receives the OutboxEvent and runs inside
-the transaction that records it as handled (events.services.event_handle_all): its
-database writes and that record commit together.
+retry re-runs only those that failed.
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from importlib import import_module
 
 from events.models import OutboxEvent
 
-Handler = Callable[[OutboxEvent], None]
+Handler = Callable[[Sequence[OutboxEvent]], None]
 
 
 class DependencyDown(Exception):
@@ -40,6 +40,11 @@ HANDLERS: dict[str, tuple[str, ...]] = {
 }
 
 TOPICS = tuple(HANDLERS)
+
+# Handlers with effects outside the database (an email sent) are given one event per
+# transaction: if a batch failed half-way, running its events again one by one would
+# repeat the effects that had already happened.
+ONE_EVENT_AT_A_TIME = frozenset({WELCOME_EMAIL})
 
 
 def handler_names(topic: str) -> tuple[str, ...]:

@@ -9,11 +9,14 @@ handled (event_handle), which makes the redelivery a no-op.
 """
 
 import logging
+import time
+from collections.abc import Sequence
 from datetime import timedelta
 from functools import partial
 from typing import Any
 from uuid import UUID
 
+import structlog
 from django.conf import settings
 from django.db import transaction
 from django.db.models import F
@@ -177,72 +180,108 @@ def event_redispatch(*, event: OutboxEvent) -> OutboxEvent:
     return event
 
 
-def event_handle(*, event_id: UUID, handler_name: str) -> bool:
-    """Run one handler for one event, at most once; return whether it ran now."""
-    event = _committed_event(event_id)
-    if event is None:
-        logger.warning("event %s not found; %s skipped", event_id, handler_name)
-        return False
-    return _handle_once(event=event, handler_name=handler_name)
+def event_handle_batch(*, event_ids: Sequence[UUID]) -> dict[OutboxEvent, dict[str, Exception]]:
+    """Run every handler of each event, each at most once; return the failures by event
+    and handler.
 
+    The events are read in one query. Each handler then gets all of its events in one
+    transaction, with their HandledEvent rows inserted in one statement, so a batch costs
+    a few statements however many events it holds. A handler that fails on the batch is
+    run again one event at a time, so one bad event fails alone; one that fails never
+    rolls back or blocks another handler, and a retry re-runs only what failed. Events
+    all of whose handlers succeeded are marked handled in one UPDATE.
 
-def event_handle_all(*, event_id: UUID) -> dict[str, Exception]:
-    """Run every handler of an event, each at most once; return the failures by handler.
-
-    One task per event instead of one per handler: the event is read once and the broker
-    carries one message. Each handler still runs in its own transaction with its own
-    HandledEvent row, so one that fails neither rolls back nor blocks the others; a retry
-    of the event re-runs only the handlers that have not handled it.
+    One by one, events are run only until half the task's soft time limit has passed (a
+    handler whose every call waits for a timeout, an SMTP server that hangs): the rest
+    fail unrun, to be retried alone, rather than the whole batch being killed mid-way.
     """
-    event = _committed_event(event_id)
-    if event is None:
-        logger.warning("event %s not found; its handlers skipped", event_id)
-        return {}
-    failures: dict[str, Exception] = {}
-    for name in registry.handler_names(event.topic):
-        try:
-            _handle_once(event=event, handler_name=name)
-        except Exception as exc:
-            metrics.FAILED.labels(event.topic, name).inc()
-            logger.warning("handler %s failed for event %s: %s", name, event_id, _describe(exc))
-            failures[name] = exc
-    if not failures and event.handled_at is None:
-        OutboxEvent.objects.using(PRIMARY).filter(pk=event.pk).update(handled_at=timezone.now())
+    deadline = time.monotonic() + settings.CELERY_TASK_SOFT_TIME_LIMIT / 2
+    events = list(OutboxEvent.objects.using(PRIMARY).filter(pk__in=event_ids))
+    if len(events) < len(set(event_ids)):
+        found = {event.pk for event in events}
+        logger.warning("events %s not found; their handlers skipped", set(event_ids) - found)
+    failures: dict[OutboxEvent, dict[str, Exception]] = {}
+    for event in events:
+        # Tagged with the request that wrote the event: a batch mixes many requests.
+        with structlog.contextvars.bound_contextvars(request_id=event.request_id or None):
+            logger.info("handling event %s", event.pk)
+        if event.topic not in registry.TOPICS:
+            # Its topic was renamed or removed: it fails alone, left to the operators.
+            failures[event] = {"all": LookupError(f"no handlers for topic {event.topic!r}")}
+    for name, group in _by_handler(events).items():
+        for failed, exc in _handle_group(name, group, deadline=deadline).items():
+            failures.setdefault(failed, {})[name] = exc
+    done = [event.pk for event in events if event not in failures and event.handled_at is None]
+    if done:
+        OutboxEvent.objects.using(PRIMARY).filter(pk__in=done).update(handled_at=timezone.now())
     return failures
 
 
-def _committed_event(event_id: UUID) -> OutboxEvent | None:
-    # From the primary, whatever a database router does with reads: a task can run
-    # milliseconds after the commit, before a replica has the row.
-    return OutboxEvent.objects.using(PRIMARY).filter(pk=event_id).first()
+def _by_handler(events: Sequence[OutboxEvent]) -> dict[str, list[OutboxEvent]]:
+    groups: dict[str, list[OutboxEvent]] = {}
+    for event in events:
+        for name in registry.HANDLERS.get(event.topic, ()):
+            groups.setdefault(name, []).append(event)
+    return groups
 
 
-def _handle_once(*, event: OutboxEvent, handler_name: str) -> bool:
-    """Run a handler in a transaction that also records it as handled; skip if it was.
+def _handle_group(
+    name: str, events: list[OutboxEvent], *, deadline: float
+) -> dict[OutboxEvent, Exception]:
+    """Run handler `name` on `events`, whole or (after a failure, or for a handler with
+    outside effects) one by one until `deadline`; return the events it failed on."""
+    if name not in registry.ONE_EVENT_AT_A_TIME and len(events) > 1:
+        try:
+            _handle_once(events=events, handler_name=name)
+            return {}
+        except Exception as exc:
+            logger.warning("handler %s failed on a batch, retried one by one: %s", name, exc)
+    failures: dict[OutboxEvent, Exception] = {}
+    for event in events:
+        if time.monotonic() >= deadline:
+            failures[event] = TimeoutError("not run: its batch ran out of time")
+            continue
+        try:
+            _handle_once(events=[event], handler_name=name)
+        except Exception as exc:
+            metrics.FAILED.labels(event.topic, name).inc()
+            logger.warning("handler %s failed for event %s: %s", name, event.pk, _describe(exc))
+            failures[event] = exc
+    return failures
 
-    The HandledEvent row is inserted first, in the same transaction as the handler's own
-    writes. A concurrent duplicate blocks on the unique index until this transaction ends,
-    then finds the row; after a crash the transaction rolls back and a redelivery runs the
-    handler afresh. Side effects outside the database (an email sent just before a crash)
-    can still repeat: that window is as small as the commit.
+
+def _handle_once(*, events: list[OutboxEvent], handler_name: str) -> None:
+    """Run a handler in a transaction that also records its events as handled; skip the
+    events it has already handled.
+
+    The HandledEvent rows are inserted first, in the same transaction as the handler's
+    own writes. A concurrent duplicate blocks on the unique index until this transaction
+    ends, then finds the rows; after a crash the transaction rolls back and a redelivery
+    runs the handler afresh. Side effects outside the database (an email sent just before
+    a crash) can still repeat: that window is as small as the commit.
     """
     handler = registry.resolve(handler_name)
     with transaction.atomic(using=PRIMARY):
-        if not HandledEvent.objects.record(event_id=event.pk, handler=handler_name, using=PRIMARY):
-            metrics.SKIPPED.labels(event.topic, handler_name).inc()
-            logger.info("event %s already handled by %s", event.pk, handler_name)
-            return False
-        handler(event)
-    metrics.HANDLED.labels(event.topic, handler_name).inc()
-    return True
+        fresh = HandledEvent.objects.record(
+            event_ids=[event.pk for event in events], handler=handler_name, using=PRIMARY
+        )
+        for event in events:
+            if event.pk not in fresh:
+                metrics.SKIPPED.labels(event.topic, handler_name).inc()
+                logger.info("event %s already handled by %s", event.pk, handler_name)
+        todo = [event for event in events if event.pk in fresh]
+        if todo:
+            handler(todo)
+    for event in todo:
+        metrics.HANDLED.labels(event.topic, handler_name).inc()
 
 
 def _enqueue_handlers(event: OutboxEvent) -> None:
     # Imported here: tasks import this module.
-    from events.tasks import handle_event
+    from events.tasks import handle_events
 
     registry.handler_names(event.topic)  # no handler for the topic: refuse, not publish
-    handle_event.apply_async(
+    handle_events.apply_async(
         args=[str(event.pk)],
         headers={"request_id": event.request_id},
         # No publish retries: a broker that is down now is the sweeper's business, and

@@ -8,6 +8,7 @@ import logging
 from uuid import UUID
 
 from celery import Task, shared_task
+from celery_batches import Batches, SimpleRequest
 from django.conf import settings
 
 from core import db_router
@@ -20,55 +21,104 @@ logger = logging.getLogger(__name__)
 # The handler label of a failure that came before any handler ran.
 ALL_HANDLERS = "all"
 
+# A batch runs when this many messages are buffered, or this long after the first: under
+# load, batches fill and their fixed costs are shared; when idle, an event waits at most
+# the interval. The prefetch (CELERY_WORKER_PREFETCH_MULTIPLIER) must let a batch fill.
+HANDLER_BATCH = {
+    "flush_every": settings.EVENTS_BATCH_SIZE,
+    "flush_interval": settings.EVENTS_BATCH_WAIT_SECONDS,
+}
+
+
+@shared_task(base=Batches, name="events.tasks.handle_events", **HANDLER_BATCH)
+def handle_events(requests: list[SimpleRequest]) -> None:
+    """Run the handlers of every event in a batch of messages, each naming one event.
+
+    The relay sends one message per event; the worker buffers them (celery-batches) and
+    runs them together, so the per-task and per-statement costs are shared. An event
+    whose handlers failed is handed to `handle_event`, which retries it alone with
+    backoff. The batch's messages are acknowledged when it returns, whatever happened:
+    an event whose retry could not be enqueued stays unhandled, and the outbox hands it
+    over again (events.services.outbox_redispatch_unhandled).
+    """
+    event_ids = [UUID(request.args[0]) for request in requests]
+    try:
+        with db_router.use_primary():
+            failures = {
+                (str(event.pk), event.topic): failed
+                for event, failed in services.event_handle_batch(event_ids=event_ids).items()
+            }
+    except Exception as unhandled:
+        # Before any handler ran (the database unreachable, say): all of them are owed.
+        logger.warning("a batch of %d events failed: %s", len(event_ids), unhandled)
+        failures = {(str(event_id), "unknown"): {ALL_HANDLERS: unhandled} for event_id in event_ids}
+    for (event_id, topic), failed in failures.items():
+        if not _retry_alone(event_id, topic, failed):
+            # The broker refused one: the rest would wait on it the same way. They stay
+            # unhandled, and the outbox hands them over again.
+            break
+
+
+def _retry_alone(event_id: str, topic: str, failures: dict[str, Exception]) -> bool:
+    """Hand an event to `handle_event`'s retries; whether the broker took it."""
+    for name in failures:
+        metrics.RETRIED.labels(topic, name).inc()
+    if handle_events.request.is_eager:
+        # In-process (`make run`): an eager retry would run again at once, inside the
+        # request; log it instead, the admin's "dispatch again" re-runs it.
+        logger.error("handlers %s failed for event %s", ", ".join(failures), event_id)
+        return True
+    try:
+        handle_event.apply_async(
+            args=[event_id], countdown=_backoff(attempt=1), retries=1, retry=False
+        )
+    except Exception:
+        logger.warning("could not enqueue the retry of event %s", event_id, exc_info=True)
+        return False
+    return True
+
 
 @shared_task(bind=True, name="events.tasks.handle_event", max_retries=None)
 def handle_event(self: Task, event_id: str, handler_name: str | None = None) -> None:
-    """Run an event's handlers (or the one named); retry the failed ones with backoff.
+    """Run one event's handlers; retry the failed ones with backoff.
 
-    `handler_name` is for messages naming one handler: the admin's re-dispatch sends none,
-    but a release may still find such messages queued by the previous one.
+    The retries of events a batch failed on come here. `handler_name` is accepted for
+    messages an earlier release queued naming one handler; every handler of the event is
+    run, and those that have handled it already do nothing.
     """
-    logger.info("handling event %s", event_id)
     try:
         # The event may be newer than anything a replica has replayed.
         with db_router.use_primary():
-            if handler_name is None:
-                failures = services.event_handle_all(event_id=UUID(event_id))
-            else:
-                failures = _handle_one(event_id, handler_name)
+            failures = services.event_handle_batch(event_ids=[UUID(event_id)])
+        failed = next(iter(failures.values()), {})
     except Exception as unhandled:
-        # Before any handler ran (the database unreachable, say): all of them are owed.
-        metrics.FAILED.labels(_topic(event_id), handler_name or ALL_HANDLERS).inc()
-        failures = {handler_name or ALL_HANDLERS: unhandled}
-    if not failures:
+        metrics.FAILED.labels(_topic(event_id), ALL_HANDLERS).inc()
+        failed = {ALL_HANDLERS: unhandled}
+    if not failed:
         return
-    names = ", ".join(sorted(failures))
-    exc = next(iter(failures.values()))
+    names = ", ".join(sorted(failed))
+    exc = next(iter(failed.values()))
     if self.request.is_eager:
-        # In-process (`make run`): an eager retry would run again at once, inside the
-        # request; log it instead, the admin's "dispatch again" re-runs it.
         logger.error("handlers %s failed for event %s", names, event_id, exc_info=exc)
         return
     # Handlers waiting for a dependency to come back (DependencyDown) keep retrying at the
     # backoff's ceiling; any other failure gives up after the maximum retries.
-    waiting = all(isinstance(failure, registry.DependencyDown) for failure in failures.values())
+    waiting = all(isinstance(failure, registry.DependencyDown) for failure in failed.values())
     if not waiting and self.request.retries >= settings.EVENTS_HANDLER_MAX_RETRIES:
         logger.error("handlers %s gave up on event %s", names, event_id, exc_info=exc)
         raise exc
     topic = _topic(event_id)
-    for name in failures:
+    for name in failed:
         metrics.RETRIED.labels(topic, name).inc()
-    countdown = backoff_seconds(
-        attempt=self.request.retries + 1,
+    raise self.retry(exc=exc, countdown=_backoff(attempt=self.request.retries + 1)) from exc
+
+
+def _backoff(*, attempt: int) -> float:
+    return backoff_seconds(
+        attempt=attempt,
         base=settings.EVENTS_RETRY_BACKOFF_SECONDS,
         maximum=settings.EVENTS_RETRY_BACKOFF_MAX_SECONDS,
     )
-    raise self.retry(exc=exc, countdown=countdown) from exc
-
-
-def _handle_one(event_id: str, handler_name: str) -> dict[str, Exception]:
-    services.event_handle(event_id=UUID(event_id), handler_name=handler_name)
-    return {}
 
 
 @shared_task(name="events.tasks.sweep_outbox")
@@ -91,6 +141,29 @@ def purge_expired() -> dict[str, int]:
     purged = retention.retention_purge()
     logger.info("retention purge: %s", purged)
     return purged
+
+
+@shared_task(name="events.tasks.deliver_webhooks")
+def deliver_webhooks(delivery_ids: list[str]) -> None:
+    """Make one attempt of each delivery (a subscription's share of a batch of events);
+    hand each that failed to `deliver_webhook`, which retries it alone with backoff."""
+    with db_router.use_primary():
+        retry_in = webhooks.webhook_attempt_batch(
+            delivery_ids=[UUID(delivery_id) for delivery_id in delivery_ids]
+        )
+    for delivery_id, countdown in retry_in.items():
+        if deliver_webhooks.request.is_eager:
+            logger.warning("webhook delivery %s failed; not retried in-process", delivery_id)
+            continue
+        try:
+            deliver_webhook.apply_async(
+                args=[str(delivery_id)], countdown=countdown, retries=1, retry=False
+            )
+        except Exception:
+            # The deliveries are committed and due: webhook_sweep_stalled enqueues them
+            # later. The rest would wait on the broker the same way.
+            logger.warning("could not enqueue the retry of delivery %s", delivery_id)
+            break
 
 
 @shared_task(bind=True, name="events.tasks.deliver_webhook", max_retries=None)

@@ -15,7 +15,9 @@ import json
 import logging
 import secrets
 import time
-from datetime import datetime, timedelta
+import uuid
+from collections.abc import Sequence
+from datetime import timedelta
 from functools import partial
 from typing import Any
 from uuid import UUID
@@ -25,7 +27,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import F, Q
 from django.utils import timezone
 
 from events import breaker, metrics, registry, signing, ssrf, webhook_http
@@ -37,6 +39,16 @@ logger = logging.getLogger(__name__)
 SUBSCRIPTION_FIELDS = frozenset({"url", "topics", "secret", "is_active"})
 # A duplicate copy of a retry that arrives this much before its time is ignored.
 _EARLY_TOLERANCE = timedelta(seconds=0.5)
+
+
+class _Outcome:
+    def __init__(
+        self, *, ok: bool = False, status_code: int | None = None, error: str = "", ms: int = 0
+    ) -> None:
+        self.ok = ok
+        self.status_code = status_code
+        self.error = error
+        self.duration_ms = ms
 
 
 def webhook_subscription_create(
@@ -76,25 +88,35 @@ def webhook_subscription_delete(*, subscription: WebhookSubscription) -> None:
     subscription.delete()
 
 
-def webhook_fan_out(event: OutboxEvent) -> None:
-    """Event handler: one delivery per active subscription to the event's topic.
+def webhook_fan_out(events: Sequence[OutboxEvent]) -> None:
+    """Event handler: one delivery per event and active subscription to its topic.
 
-    Idempotent, and one INSERT for all subscriptions however many there are. Runs inside
-    the transaction that records the event as handled; the deliveries are enqueued after
-    it commits.
+    Idempotent, and three statements for a whole batch of events however many
+    subscriptions there are. Runs inside the transaction that records the events as
+    handled; after it commits, each subscription's new deliveries are enqueued together,
+    in messages of at most EVENTS_BATCH_SIZE.
     """
     now = timezone.now()
     existing = set(
-        WebhookDelivery.objects.filter(event=event).values_list("subscription_id", flat=True)
+        WebhookDelivery.objects.filter(event__in=events).values_list("event_id", "subscription_id")
     )
+    subscriptions = list(WebhookSubscription.objects.filter(is_active=True))
     deliveries = WebhookDelivery.objects.bulk_create(
         WebhookDelivery(subscription=subscription, event=event, next_attempt_at=now)
-        for subscription in WebhookSubscription.objects.filter(is_active=True)
+        for event in events
+        for subscription in subscriptions
         # Topics are a short JSON list; filtering here works on SQLite and PostgreSQL.
-        if event.topic in subscription.topics and subscription.pk not in existing
+        if event.topic in subscription.topics and (event.pk, subscription.pk) not in existing
     )
+    by_subscription: dict[UUID, list[UUID]] = {}
     for delivery in deliveries:
-        transaction.on_commit(partial(_enqueue_delivery, delivery_id=delivery.pk))
+        by_subscription.setdefault(delivery.subscription_id, []).append(delivery.pk)
+    size = settings.EVENTS_BATCH_SIZE
+    for ids in by_subscription.values():
+        for first in range(0, len(ids), size):
+            transaction.on_commit(
+                partial(_enqueue_deliveries, delivery_ids=ids[first : first + size])
+            )
 
 
 def webhook_delivery_retry(*, delivery: WebhookDelivery) -> WebhookDelivery:
@@ -112,7 +134,7 @@ def webhook_delivery_retry(*, delivery: WebhookDelivery) -> WebhookDelivery:
         delivery.next_attempt_at = timezone.now()
         delivery.save(update_fields=["status", "attempts", "next_attempt_at"])
         breaker.breaker_reset(subscription=delivery.subscription)
-        transaction.on_commit(partial(_enqueue_delivery, delivery_id=delivery.pk))
+        transaction.on_commit(partial(_enqueue_deliveries, delivery_ids=[delivery.pk]))
     return delivery
 
 
@@ -123,42 +145,92 @@ def webhook_attempt(*, delivery_id: UUID) -> float | None:
     id, claimed by another attempt right now, or a duplicate message that came before
     its time).
     """
-    claim = _claim(delivery_id)
-    if claim is None:
-        return None
-    delivery, claimed_until = claim
+    return webhook_attempt_batch(delivery_ids=[delivery_id]).get(delivery_id)
+
+
+def webhook_attempt_batch(*, delivery_ids: Sequence[UUID]) -> dict[UUID, float]:
+    """Try each of the deliveries once; return the seconds until the next try of those
+    that failed and will be tried again.
+
+    One UPDATE claims every due, unclaimed delivery of the list for this call (the
+    others are skipped: done, not yet due, or held by another attempt), one query reads
+    them, the requests go out one after another over the kept-alive pools with no
+    transaction open, and one short transaction records every outcome. Requests stop
+    before the lease could run out (a slow endpoint, a long batch): what is left is
+    released untried, to be enqueued again by the caller.
+    """
+    token = uuid.uuid4()
+    started = time.monotonic()
+    lease = settings.CELERY_TASK_TIME_LIMIT
+    if not _claim(delivery_ids, token=token, lease=lease):
+        return {}
+    claimed = list(
+        WebhookDelivery.objects.filter(claim_token=token)
+        .select_related("subscription", "event")
+        .order_by("created_at", "id")
+    )
+    # One object per subscription, so that its breaker's state carries across the batch.
+    subscriptions: dict[UUID, WebhookSubscription] = {}
+    for delivery in claimed:
+        delivery.subscription = subscriptions.setdefault(
+            delivery.subscription_id, delivery.subscription
+        )
+    # A request may last WEBHOOK_TIMEOUT_SECONDS; none starts that close to the soft limit.
+    stop_at = started + settings.CELERY_TASK_SOFT_TIME_LIMIT - settings.WEBHOOK_TIMEOUT_SECONDS
+    outcomes: list[tuple[WebhookDelivery, _Outcome]] = []
+    untried: list[WebhookDelivery] = []
+    # Each endpoint's name is resolved and vetted once a batch; its requests connect to
+    # the vetted address.
+    targets: dict[str, ssrf.Target | ssrf.UnsafeTarget] = {}
+    for delivery in claimed:
+        if time.monotonic() >= stop_at:
+            untried.append(delivery)
+        else:
+            outcomes.append((delivery, _attempt(delivery, targets)))
+    return _settle(outcomes=outcomes, untried=untried, token=token)
+
+
+def _attempt(
+    delivery: WebhookDelivery, targets: dict[str, ssrf.Target | ssrf.UnsafeTarget]
+) -> _Outcome:
+    """One request for a claimed delivery, unless the subscription or its breaker forbid it.
+
+    The deliveries of one batch share their subscription's object, so a failure recorded
+    here is seen by the next delivery to the same endpoint: the breaker opens mid-batch.
+    """
     subscription = delivery.subscription
     if not subscription.is_active:
-        outcome = _Outcome(error="The subscription is inactive.")
-    elif not breaker.breaker_allows(subscription=subscription):
-        outcome = _Outcome(error="Circuit breaker open: the endpoint keeps failing.")
+        return _Outcome(error="The subscription is inactive.")
+    if not breaker.breaker_allows(subscription=subscription):
         metrics.WEBHOOK_OUTCOMES.labels("breaker_open").inc()
-    else:
-        outcome = _post(subscription=subscription, event=delivery.event)
-        breaker.breaker_record(subscription=subscription, success=outcome.ok)
-    return _settle(
-        delivery=delivery, outcome=outcome, number=delivery.attempts + 1, claim=claimed_until
-    )
+        return _Outcome(error="Circuit breaker open: the endpoint keeps failing.")
+    url = subscription.url
+    if url not in targets:
+        try:
+            targets[url] = ssrf.vetted_target(url)
+        except ssrf.UnsafeTarget as exc:
+            targets[url] = exc
+    target = targets[url]
+    if isinstance(target, ssrf.UnsafeTarget):
+        return _Outcome(error=str(target))
+    outcome = _post(subscription=subscription, event=delivery.event, target=target)
+    breaker.breaker_record(subscription=subscription, success=outcome.ok)
+    return outcome
 
 
-def _claim(delivery_id: UUID) -> tuple[WebhookDelivery, datetime] | None:
-    """Lease a due, unclaimed delivery to this attempt; it and the lease's end, or None."""
+def _claim(delivery_ids: Sequence[UUID], *, token: uuid.UUID, lease: float) -> int:
+    """Lease the due, unclaimed deliveries among `delivery_ids` to `token`; how many."""
     now = timezone.now()
-    claimed_until = now + timedelta(seconds=settings.CELERY_TASK_TIME_LIMIT)
-    claimed = (
+    return (
         WebhookDelivery.objects.filter(
-            pk=delivery_id,
+            pk__in=delivery_ids,
             status__in=(WebhookDelivery.Status.PENDING, WebhookDelivery.Status.RETRYING),
         )
         # A redelivered copy of a scheduled retry arrives early; the scheduled one will come.
         .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now + _EARLY_TOLERANCE))
         .filter(Q(claimed_until__isnull=True) | Q(claimed_until__lt=now))
-        .update(claimed_until=claimed_until)
+        .update(claimed_until=now + timedelta(seconds=lease), claim_token=token)
     )
-    if not claimed:
-        return None
-    delivery = WebhookDelivery.objects.select_related("subscription", "event").get(pk=delivery_id)
-    return delivery, claimed_until
 
 
 def webhook_sweep_stalled() -> int:
@@ -182,7 +254,9 @@ def webhook_sweep_stalled() -> int:
         for delivery in stalled:
             delivery.next_attempt_at = timezone.now()
             delivery.save(update_fields=["next_attempt_at"])
-            transaction.on_commit(partial(_enqueue_delivery, delivery_id=delivery.pk))
+        if stalled:
+            ids = [delivery.pk for delivery in stalled]
+            transaction.on_commit(partial(_enqueue_deliveries, delivery_ids=ids))
     return len(stalled)
 
 
@@ -198,70 +272,83 @@ def webhook_body(*, event: OutboxEvent) -> bytes:
     return json.dumps(document, cls=DjangoJSONEncoder, separators=(",", ":")).encode()
 
 
-class _Outcome:
-    def __init__(
-        self, *, ok: bool = False, status_code: int | None = None, error: str = "", ms: int = 0
-    ) -> None:
-        self.ok = ok
-        self.status_code = status_code
-        self.error = error
-        self.duration_ms = ms
-
-
 def _settle(
-    *, delivery: WebhookDelivery, outcome: _Outcome, number: int, claim: datetime
-) -> float | None:
-    """Record attempt `number`, the delivery's next state and release the claim.
+    *,
+    outcomes: list[tuple[WebhookDelivery, _Outcome]],
+    untried: list[WebhookDelivery],
+    token: uuid.UUID,
+) -> dict[UUID, float]:
+    """Record each attempt and its delivery's next state, and release the claims.
 
-    Returns the backoff before the next attempt, if any. If the claim was lost (this
-    attempt outlived its lease and another took the delivery over), the attempt is still
-    recorded but the delivery is left to the attempt that holds it now.
+    One transaction: the attempts in one INSERT, the delivered in one UPDATE, each
+    failure in its own (its backoff is its own). Only rows still claimed by `token` are
+    changed: if an attempt outlived its lease and another took the delivery over, its
+    attempt is recorded but the delivery is left to the attempt that holds it now.
+    Returns the backoff of each delivery to be tried again.
     """
-    retry_in: float | None = None
-    changes: dict[str, Any] = {"attempts": number, "last_error": outcome.error}
-    if outcome.ok:
-        changes.update(
-            status=WebhookDelivery.Status.DELIVERED,
-            delivered_at=timezone.now(),
-            next_attempt_at=None,
+    now = timezone.now()
+    attempts: list[WebhookAttempt] = []
+    delivered: list[UUID] = []
+    failed: dict[UUID, dict[str, Any]] = {}
+    retry_in: dict[UUID, float] = {}
+    for delivery, outcome in outcomes:
+        number = delivery.attempts + 1
+        if outcome.ok:
+            delivered.append(delivery.pk)
+        elif number >= settings.WEBHOOK_MAX_ATTEMPTS or not delivery.subscription.is_active:
+            failed[delivery.pk] = {"status": WebhookDelivery.Status.DEAD, "next_attempt_at": None}
+            metrics.WEBHOOK_OUTCOMES.labels("dead").inc()
+            logger.warning("webhook delivery %s dead-lettered: %s", delivery.pk, outcome.error)
+        else:
+            retry_in[delivery.pk] = backoff_seconds(
+                attempt=number,
+                base=settings.WEBHOOK_RETRY_BACKOFF_SECONDS,
+                maximum=settings.EVENTS_RETRY_BACKOFF_MAX_SECONDS,
+            )
+            failed[delivery.pk] = {
+                "status": WebhookDelivery.Status.RETRYING,
+                "next_attempt_at": now + timedelta(seconds=retry_in[delivery.pk]),
+            }
+        attempts.append(
+            WebhookAttempt(
+                delivery=delivery,
+                number=number,
+                status_code=outcome.status_code,
+                error=outcome.error,
+                duration_ms=outcome.duration_ms,
+                retry_in_ms=int(retry_in[delivery.pk] * 1000) if delivery.pk in retry_in else None,
+            )
         )
-    elif number >= settings.WEBHOOK_MAX_ATTEMPTS or not delivery.subscription.is_active:
-        changes.update(status=WebhookDelivery.Status.DEAD, next_attempt_at=None)
-        metrics.WEBHOOK_OUTCOMES.labels("dead").inc()
-        logger.warning("webhook delivery %s dead-lettered: %s", delivery.pk, outcome.error)
-    else:
-        retry_in = backoff_seconds(
-            attempt=number,
-            base=settings.WEBHOOK_RETRY_BACKOFF_SECONDS,
-            maximum=settings.EVENTS_RETRY_BACKOFF_MAX_SECONDS,
-        )
-        changes.update(
-            status=WebhookDelivery.Status.RETRYING,
-            next_attempt_at=timezone.now() + timedelta(seconds=retry_in),
-        )
+    held = WebhookDelivery.objects.filter(claim_token=token)
+    release = {"claimed_until": None, "claim_token": None}
     with transaction.atomic():
-        WebhookAttempt.objects.create(
-            delivery=delivery,
-            number=number,
-            status_code=outcome.status_code,
-            error=outcome.error,
-            duration_ms=outcome.duration_ms,
-            retry_in_ms=None if retry_in is None else int(retry_in * 1000),
-        )
-        held = WebhookDelivery.objects.filter(pk=delivery.pk, claimed_until=claim).update(
-            claimed_until=None, **changes
-        )
-    if not held:
-        logger.warning("webhook delivery %s: claim lost; the outcome is not applied", delivery.pk)
-        return None
+        WebhookAttempt.objects.bulk_create(attempts)
+        if delivered:
+            held.filter(pk__in=delivered).update(
+                status=WebhookDelivery.Status.DELIVERED,
+                delivered_at=now,
+                next_attempt_at=None,
+                attempts=F("attempts") + 1,
+                last_error="",
+                **release,
+            )
+        errors = {delivery.pk: outcome.error for delivery, outcome in outcomes}
+        for pk, changes in failed.items():
+            if not held.filter(pk=pk).update(
+                attempts=F("attempts") + 1, last_error=errors[pk], **changes, **release
+            ):
+                retry_in.pop(pk, None)
+                logger.warning("webhook delivery %s: claim lost; the outcome is not applied", pk)
+        if untried:
+            held.filter(pk__in=[delivery.pk for delivery in untried]).update(**release)
+    for delivery in untried:
+        retry_in[delivery.pk] = 0.0
     return retry_in
 
 
-def _post(*, subscription: WebhookSubscription, event: OutboxEvent) -> _Outcome:
-    try:
-        target = ssrf.vetted_target(subscription.url)
-    except ssrf.UnsafeTarget as exc:
-        return _Outcome(error=str(exc))
+def _post(
+    *, subscription: WebhookSubscription, event: OutboxEvent, target: ssrf.Target
+) -> _Outcome:
     body = webhook_body(event=event)
     headers = {
         "Content-Type": "application/json",
@@ -312,14 +399,11 @@ def _validate(subscription: WebhookSubscription) -> None:
         raise ValidationError(errors)
 
 
-def _enqueue_delivery(*, delivery_id: UUID) -> None:
-    from events.tasks import deliver_webhook
+def _enqueue_deliveries(*, delivery_ids: list[UUID]) -> None:
+    from events.tasks import deliver_webhooks
 
     try:
-        deliver_webhook.apply_async(
-            args=[str(delivery_id)],
-            retry=False,
-        )
+        deliver_webhooks.apply_async(args=[[str(pk) for pk in delivery_ids]], retry=False)
     except Exception:
-        # The delivery row is committed and due: webhook_sweep_stalled enqueues it later.
-        logger.warning("could not enqueue webhook delivery %s", delivery_id, exc_info=True)
+        # The delivery rows are committed and due: webhook_sweep_stalled enqueues them later.
+        logger.warning("could not enqueue webhook deliveries %s", delivery_ids, exc_info=True)

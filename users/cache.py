@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
@@ -122,20 +122,17 @@ def user_cache_refresh_on_commit(user: User) -> None:
     user_cache.replace_on_commit(str(user.pk), version=user_version(user), data=_record(user))
 
 
-def user_cache_invalidate_from_event(*, user_id: str) -> None:
-    """Stop Redis serving any cached copy of a user older than its committed row.
+def user_cache_invalidate_from_events(*, user_ids: Sequence[str]) -> None:
+    """Stop Redis serving any cached copy of these users older than their committed rows.
 
     The writing process refreshes the cache after commit, but if Redis was down then,
     only that process knows. The event is durable (the outbox): its handler repeats this
-    until Redis takes it. The version is read from the primary: the newest committed one
-    is at least the event's, and moving the stamp to it is as right. Raises
-    RedisUnavailable.
+    until Redis takes it. The versions are read from the primary, in one query: the
+    newest committed one is at least the event's, and moving the stamp to it is as
+    right. One round trip to Redis for all of them. Raises RedisUnavailable.
     """
-    version = (
-        User.objects.using(PRIMARY).filter(pk=user_id).values_list("version", flat=True).first()
-    )
-    if version is not None:
-        user_cache.advance(user_id, version=version)
+    versions = User.objects.using(PRIMARY).filter(pk__in=user_ids).values_list("pk", "version")
+    user_cache.advance_many({str(pk): version for pk, version in versions})
 
 
 def principal_from_entry(entry: dict[str, Any]) -> CachedPrincipal:

@@ -1,16 +1,18 @@
 """Reactions of the users domain to events (registered in events.registry)."""
 
+from collections.abc import Sequence
+
 from django.conf import settings
 from django.core.mail import send_mail
 
 from core.cache import RedisUnavailable
 from events.models import OutboxEvent
 from events.registry import DependencyDown
-from users.cache import user_cache_invalidate_from_event
+from users.cache import user_cache_invalidate_from_events
 
 
-def send_welcome_email(event: OutboxEvent) -> None:
-    """user.created: greet the new user at the address they signed up with.
+def send_welcome_email(events: Sequence[OutboxEvent]) -> None:
+    """user.created: greet each new user at the address they signed up with.
 
     The text is ours alone: the display name is whatever the sign-up typed, and anyone
     may sign up with someone else's address, so putting it in the message would let them
@@ -18,28 +20,29 @@ def send_welcome_email(event: OutboxEvent) -> None:
     goes to is the one thing the recipient knows.
 
     Runs in the transaction that records the event as handled; if sending raises, that
-    record rolls back and the task retries.
+    record rolls back and the task retries. The registry gives it one event at a time
+    (events.registry.ONE_EVENT_AT_A_TIME), so a retry never repeats another's email.
     """
-    payload = event.payload
-    send_mail(
-        subject="Welcome",
-        message=(
-            f"Hello,\n\nan account for {payload['email']} is ready. Welcome aboard.\n\n"
-            "If you did not sign up, ignore this message.\n"
-        ),
-        from_email=settings.DEFAULT_FROM_EMAIL,
-        recipient_list=[payload["email"]],
-    )
+    for event in events:
+        email = event.payload["email"]
+        send_mail(
+            subject="Welcome",
+            message=(
+                f"Hello,\n\nan account for {email} is ready. Welcome aboard.\n\n"
+                "If you did not sign up, ignore this message.\n"
+            ),
+            from_email=settings.DEFAULT_FROM_EMAIL,
+            recipient_list=[email],
+        )
 
 
-def invalidate_cached_user(event: OutboxEvent) -> None:
-    """user.*: stop Redis serving cached copies older than the user's row, durably
+def invalidate_cached_user(events: Sequence[OutboxEvent]) -> None:
+    """user.*: stop Redis serving cached copies older than the users' rows, durably
     (see users.cache).
 
     Raises DependencyDown while Redis is down: the task retries until it is back.
     """
-    payload = event.payload
     try:
-        user_cache_invalidate_from_event(user_id=payload["id"])
+        user_cache_invalidate_from_events(user_ids=[event.payload["id"] for event in events])
     except RedisUnavailable as exc:
         raise DependencyDown("Redis is unavailable") from exc

@@ -96,6 +96,10 @@ def validate_visible_text(value: str) -> None:
     They let two different strings display alike (`ann@exa\u200bmple.com` and
     `ann@example.com`), or reorder what is shown around them.
     """
+    # Printable ASCII has none of them: the common case costs two C calls, not a
+    # Unicode lookup per character.
+    if value.isascii() and value.isprintable():
+        return
     if any(_is_invisible(char) for char in value):
         raise ValidationError(
             "Enter text without invisible, control or formatting characters.",

@@ -26,8 +26,9 @@ from events.registry import (
     WEBHOOKS,
     WELCOME_EMAIL,
     handler_names,
+    resolve,
 )
-from events.tasks import handle_event
+from events.tasks import handle_events
 from events.tests.conftest import wait_for
 from users import services as user_services
 from users.models import User
@@ -170,7 +171,7 @@ class TestRelay:
         def broker_down(*args: Any, **kwargs: Any) -> None:
             raise OperationalError("Error 111 connecting to 127.0.0.1:9. Connection refused.")
 
-        monkeypatch.setattr(handle_event, "apply_async", broker_down)
+        monkeypatch.setattr(handle_events, "apply_async", broker_down)
         with django_capture_on_commit_callbacks(execute=True):
             user = user_services.user_create(email="ann@example.com", password=STRONG)
 
@@ -266,7 +267,7 @@ class TestSweep:
         def broker_down(*args: Any, **kwargs: Any) -> None:
             raise OperationalError("connection refused")
 
-        monkeypatch.setattr(handle_event, "apply_async", broker_down)
+        monkeypatch.setattr(handle_events, "apply_async", broker_down)
         created_at = timezone.now() - timedelta(minutes=1)
         OutboxEvent.objects.bulk_create(
             OutboxEvent(topic=USER_UPDATED, aggregate_id=str(n), payload={}, created_at=created_at)
@@ -324,7 +325,7 @@ class TestRedispatchUnhandled:
 
     def test_handling_every_handler_marks_the_event_handled(self, eager_celery: None) -> None:
         event = self.published(seconds_ago=0)
-        assert outbox.event_handle_all(event_id=event.pk) == {}
+        assert outbox.event_handle_batch(event_ids=[event.pk]) == {}
         event.refresh_from_db()
         assert event.handled_at is not None
 
@@ -365,48 +366,119 @@ class TestRedispatchUnhandled:
         assert event.redispatches == settings.EVENTS_REDISPATCH_MAX
 
 
+def created_event(email: str = "ann@example.com") -> OutboxEvent:
+    return OutboxEvent.objects.create(
+        topic=USER_CREATED, aggregate_id="a", payload={"id": str(uuid.uuid4()), "email": email}
+    )
+
+
 class TestHandle:
-    def test_runs_a_handler_once(self) -> None:
-        event = OutboxEvent.objects.create(
-            topic=USER_CREATED, aggregate_id="a", payload={"email": "ann@example.com"}
-        )
-        assert outbox.event_handle(event_id=event.pk, handler_name=WELCOME_EMAIL) is True
-        assert outbox.event_handle(event_id=event.pk, handler_name=WELCOME_EMAIL) is False
-        assert len(mail.outbox) == 1
-        assert HandledEvent.objects.filter(event_id=event.pk).count() == 1
+    def test_runs_each_handler_once_per_event(self) -> None:
+        events = [created_event(f"u{n}@example.com") for n in range(3)]
+        ids = [event.pk for event in events]
+
+        assert outbox.event_handle_batch(event_ids=ids) == {}
+        assert outbox.event_handle_batch(event_ids=ids) == {}
+
+        assert sorted(message.to[0] for message in mail.outbox) == [
+            "u0@example.com",
+            "u1@example.com",
+            "u2@example.com",
+        ]
+        assert HandledEvent.objects.count() == 3 * len(handler_names(USER_CREATED))
+        assert not OutboxEvent.objects.filter(handled_at__isnull=True).exists()
+
+    def test_a_batch_costs_the_same_statements_as_one_event(
+        self, django_assert_num_queries: Any
+    ) -> None:
+        def updated() -> OutboxEvent:
+            user = UserFactory.create()
+            return OutboxEvent.objects.create(
+                topic=USER_UPDATED, aggregate_id=str(user.pk), payload={"id": str(user.pk)}
+            )
+
+        one = [updated().pk]
+        many = [updated().pk for _ in range(20)]
+        # The read; the fan-out (SAVEPOINT, the handled-event insert, its deliveries and the
+        # subscriptions read, RELEASE); the cache invalidation (SAVEPOINT, the insert, the
+        # versions read, RELEASE); the handled-at update.
+        with django_assert_num_queries(11):
+            outbox.event_handle_batch(event_ids=one)
+        with django_assert_num_queries(11):
+            outbox.event_handle_batch(event_ids=many)
+
+    def test_an_event_a_handler_fails_on_fails_alone(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        good, bad = created_event("good@example.com"), created_event("bad@example.com")
+
+        def refuse_bad(*, user_ids: list[str]) -> None:
+            if bad.payload["id"] in user_ids:
+                raise ValueError("poisoned")
+
+        monkeypatch.setattr("users.handlers.user_cache_invalidate_from_events", refuse_bad)
+
+        failures = outbox.event_handle_batch(event_ids=[good.pk, bad.pk])
+
+        assert list(failures) == [bad]
+        assert list(failures[bad]) == [CACHE_INVALIDATION]
+        handled = set(HandledEvent.objects.values_list("event_id", "handler"))
+        assert (good.pk, CACHE_INVALIDATION) in handled
+        assert (bad.pk, CACHE_INVALIDATION) not in handled
+        assert {(bad.pk, WELCOME_EMAIL), (bad.pk, WEBHOOKS)} <= handled
+        good.refresh_from_db()
+        bad.refresh_from_db()
+        assert good.handled_at is not None
+        assert bad.handled_at is None
+
+    def test_events_left_when_the_batch_runs_out_of_time_fail_unrun(self, settings: Any) -> None:
+        # No time at all: the one-by-one pass (the welcome email's) runs nothing.
+        settings.CELERY_TASK_SOFT_TIME_LIMIT = 0
+        events = [created_event(f"u{n}@example.com") for n in range(2)]
+
+        failures = outbox.event_handle_batch(event_ids=[event.pk for event in events])
+
+        assert mail.outbox == []
+        assert set(failures) == set(events)
+        assert all(isinstance(failed[WELCOME_EMAIL], TimeoutError) for failed in failures.values())
+        # The handlers that take a whole batch at once still ran.
+        assert HandledEvent.objects.filter(handler=WEBHOOKS).count() == 2
 
     def test_a_failing_handler_records_nothing(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        event = OutboxEvent.objects.create(
-            topic=USER_CREATED, aggregate_id="a", payload={"email": "ann@example.com"}
-        )
+        event = created_event()
 
         def smtp_down(*args: Any, **kwargs: Any) -> None:
             raise ConnectionRefusedError("smtp down")
 
         monkeypatch.setattr("users.handlers.send_mail", smtp_down)
-        with pytest.raises(ConnectionRefusedError):
-            outbox.event_handle(event_id=event.pk, handler_name=WELCOME_EMAIL)
-        assert not HandledEvent.objects.exists()
+        failures = outbox.event_handle_batch(event_ids=[event.pk])
+        assert isinstance(failures[event][WELCOME_EMAIL], ConnectionRefusedError)
+        assert not HandledEvent.objects.filter(event_id=event.pk, handler=WELCOME_EMAIL).exists()
 
     def test_a_missing_event_is_skipped(self) -> None:
-        event = OutboxEvent(topic=USER_CREATED, aggregate_id="gone", payload={})
-        assert outbox.event_handle(event_id=event.pk, handler_name=WELCOME_EMAIL) is False
+        assert outbox.event_handle_batch(event_ids=[uuid.uuid4()]) == {}
+
+    def test_an_event_of_a_topic_nobody_handles_fails_alone(self) -> None:
+        known = created_event()
+        orphan = OutboxEvent.objects.create(topic="user.renamed", aggregate_id="a", payload={})
+
+        failures = outbox.event_handle_batch(event_ids=[known.pk, orphan.pk])
+
+        assert list(failures) == [orphan]
+        assert HandledEvent.objects.filter(event_id=known.pk).count() == len(
+            handler_names(USER_CREATED)
+        )
 
     def test_an_unregistered_handler_is_refused(self) -> None:
-        event = OutboxEvent.objects.create(topic=USER_CREATED, aggregate_id="a", payload={})
         with pytest.raises(LookupError):
-            outbox.event_handle(event_id=event.pk, handler_name="os.system")
+            resolve("os.system")
 
     def test_redispatch_runs_only_the_handlers_that_did_not_finish(
         self, eager_celery: None
     ) -> None:
-        event = OutboxEvent.objects.create(
-            topic=USER_CREATED, aggregate_id="a", payload={"email": "ann@example.com"}
-        )
-        outbox.event_handle(event_id=event.pk, handler_name=WELCOME_EMAIL)
+        event = created_event()
+        HandledEvent.objects.record(event_ids=[event.pk], handler=WELCOME_EMAIL, using="default")
 
         outbox.event_redispatch(event=event)
 
-        assert len(mail.outbox) == 1
+        assert mail.outbox == []
         assert HandledEvent.objects.filter(event_id=event.pk, handler=WEBHOOKS).exists()
         assert event.published_at is not None

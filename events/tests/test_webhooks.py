@@ -21,7 +21,7 @@ from django.utils import timezone
 from events import signing, webhook_http, webhooks
 from events.models import OutboxEvent, WebhookAttempt, WebhookDelivery, WebhookSubscription
 from events.registry import USER_CREATED, USER_UPDATED
-from events.tasks import deliver_webhook
+from events.tasks import deliver_webhooks
 from events.tests.conftest import Receiver
 
 pytestmark = pytest.mark.django_db
@@ -94,8 +94,8 @@ class TestFanOut:
         event = make_event()
 
         with django_capture_on_commit_callbacks() as callbacks:
-            webhooks.webhook_fan_out(event)
-            webhooks.webhook_fan_out(event)
+            webhooks.webhook_fan_out([event])
+            webhooks.webhook_fan_out([event])
 
         assert list(WebhookDelivery.objects.values_list("subscription", flat=True)) == [created.pk]
         assert len(callbacks) == 1
@@ -220,7 +220,7 @@ class TestRetryAndSweep:
     ) -> None:
         enqueued: list[Any] = []
         monkeypatch.setattr(
-            deliver_webhook, "apply_async", lambda args, **kw: enqueued.append(args[0])
+            deliver_webhooks, "apply_async", lambda args, **kw: enqueued.append(args[0])
         )
         stalled = make_delivery(receiver)
         WebhookDelivery.objects.filter(pk=stalled.pk).update(
@@ -235,7 +235,81 @@ class TestRetryAndSweep:
         with django_capture_on_commit_callbacks(execute=True):
             assert webhooks.webhook_sweep_stalled() == 1
 
-        assert enqueued == [str(stalled.pk)]
+        assert enqueued == [[str(stalled.pk)]]
+
+
+class TestBatch:
+    def deliveries(self, receiver: Receiver, count: int) -> list[WebhookDelivery]:
+        first = make_delivery(receiver)
+        return [first] + [
+            WebhookDelivery.objects.create(subscription=first.subscription, event=make_event())
+            for _ in range(count - 1)
+        ]
+
+    def test_each_due_delivery_is_posted_once_and_all_are_settled_together(
+        self, receiver: Receiver
+    ) -> None:
+        done, not_due, ok, failing = self.deliveries(receiver, 4)
+        WebhookDelivery.objects.filter(pk=done.pk).update(status=WebhookDelivery.Status.DELIVERED)
+        WebhookDelivery.objects.filter(pk=not_due.pk).update(
+            status=WebhookDelivery.Status.RETRYING,
+            next_attempt_at=timezone.now() + timedelta(minutes=1),
+        )
+        receiver.statuses = [200, 500]
+
+        retry_in = webhooks.webhook_attempt_batch(
+            delivery_ids=[done.pk, not_due.pk, ok.pk, failing.pk]
+        )
+
+        assert list(retry_in) == [failing.pk]
+        assert len(receiver.requests) == 2
+        statuses = dict(WebhookDelivery.objects.values_list("pk", "status"))
+        assert statuses == {
+            done.pk: WebhookDelivery.Status.DELIVERED,
+            not_due.pk: WebhookDelivery.Status.RETRYING,
+            ok.pk: WebhookDelivery.Status.DELIVERED,
+            failing.pk: WebhookDelivery.Status.RETRYING,
+        }
+        assert not WebhookDelivery.objects.filter(claim_token__isnull=False).exists()
+        assert WebhookAttempt.objects.count() == 2
+
+    def test_the_statements_of_a_batch_do_not_grow_with_its_size(
+        self, receiver: Receiver, django_assert_num_queries: Any
+    ) -> None:
+        small, large = self.deliveries(receiver, 2), self.deliveries(receiver, 12)
+        # The claim, the read; then one transaction (SAVEPOINT here, inside the test's
+        # own): the attempts' INSERT, the delivered UPDATE, RELEASE.
+        for batch in (small, large):
+            with django_assert_num_queries(6):
+                webhooks.webhook_attempt_batch(delivery_ids=[d.pk for d in batch])
+        assert WebhookDelivery.objects.filter(status=WebhookDelivery.Status.DELIVERED).count() == 14
+
+    @override_settings(WEBHOOK_MAX_ATTEMPTS=10, WEBHOOK_BREAKER_FAIL_MAX=2)
+    def test_the_breaker_opens_mid_batch(self, receiver: Receiver) -> None:
+        receiver.statuses = [500] * 10
+        batch = self.deliveries(receiver, 5)
+
+        retry_in = webhooks.webhook_attempt_batch(delivery_ids=[d.pk for d in batch])
+
+        assert len(receiver.requests) == 2
+        assert set(retry_in) == {d.pk for d in batch}
+        errors = WebhookDelivery.objects.values_list("last_error", flat=True)
+        assert sum("Circuit breaker open" in error for error in errors) == 3
+
+    @override_settings(CELERY_TASK_SOFT_TIME_LIMIT=1, WEBHOOK_TIMEOUT_SECONDS=1)
+    def test_no_request_starts_that_could_outlive_the_lease(self, receiver: Receiver) -> None:
+        batch = self.deliveries(receiver, 3)
+
+        retry_in = webhooks.webhook_attempt_batch(delivery_ids=[d.pk for d in batch])
+
+        # Released untried, to be enqueued again at once; nothing recorded as an attempt.
+        assert retry_in == {d.pk: 0.0 for d in batch}
+        assert receiver.requests == []
+        assert not WebhookAttempt.objects.exists()
+        assert not WebhookDelivery.objects.filter(claimed_until__isnull=False).exists()
+        assert set(WebhookDelivery.objects.values_list("status", flat=True)) == {
+            WebhookDelivery.Status.PENDING
+        }
 
 
 class TestConnections:

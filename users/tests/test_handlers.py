@@ -30,7 +30,7 @@ def cached_name(user: User) -> str:
 
 def test_welcome_email_goes_to_the_new_address() -> None:
     user = UserFactory.create(email="ann@example.com", display_name="Ann")
-    handlers.send_welcome_email(event_for(user, "user.created"))
+    handlers.send_welcome_email([event_for(user, "user.created")])
     (message,) = mail.outbox
     assert message.to == ["ann@example.com"]
     assert "ann@example.com" in message.body
@@ -39,7 +39,7 @@ def test_welcome_email_goes_to_the_new_address() -> None:
 def test_welcome_email_carries_no_text_the_sign_up_chose() -> None:
     bait = "Your account is locked. Call +1 555 0100 at once"
     user = UserFactory.create(email="ann@example.com", display_name=bait)
-    handlers.send_welcome_email(event_for(user, "user.created"))
+    handlers.send_welcome_email([event_for(user, "user.created")])
     (message,) = mail.outbox
     assert bait not in message.body
     assert bait not in message.subject
@@ -60,7 +60,7 @@ def test_cache_invalidation_from_the_event_drops_what_the_writer_could_not(servi
     user_cache.clear_local()
     assert cached_name(user) == "Old", "stale, as described"
 
-    handlers.invalidate_cached_user(event_for(user))
+    handlers.invalidate_cached_user([event_for(user)])
 
     user_cache.clear_local()
     assert cached_name(user) == "New"
@@ -71,4 +71,4 @@ def test_cache_invalidation_raises_while_redis_is_down_so_the_task_retries(
 ) -> None:
     user = UserFactory.create()
     with pytest.raises(DependencyDown):
-        handlers.invalidate_cached_user(event_for(user))
+        handlers.invalidate_cached_user([event_for(user)])
