@@ -187,8 +187,12 @@ def run_faults(
     celery: Celery,
     profile: Profile,
     epoch: float,
+    behind: list[str],
 ) -> list[Window]:
-    """Inject each fault in turn, hold it, undo it, wait until ready; return the windows."""
+    """Inject each fault in turn, hold it, undo it, wait until ready; return the windows.
+
+    `behind` gets the worker's fault if the worker was still behind the load when killed.
+    """
     windows = []
     time.sleep(profile.warmup)
     for fault in services.faults(broker, celery):
@@ -204,6 +208,7 @@ def run_faults(
             except RuntimeError as late:
                 # Killed anyway: the recovery figure then counts the backlog too.
                 log(f"{late}; killing it with the backlog")
+                behind.append(fault.name)
         window = Window(fault.name, fault.expect, injected=time.monotonic() - epoch)
         windows.append(window)
         log(f"inject {fault.name}")
@@ -326,9 +331,10 @@ def main() -> None:
             load = Load(
                 port=APP_PORT, concurrency=CONCURRENCY, epoch=epoch, pause=CLIENT_PAUSE_SECONDS
             )
+            behind: list[str] = []
             load.start()
             try:
-                windows = run_faults(controls, broker, celery, profile, epoch)
+                windows = run_faults(controls, broker, celery, profile, epoch, behind)
             finally:
                 responses = load.stop()
             load_seconds = time.monotonic() - epoch
@@ -359,8 +365,10 @@ def main() -> None:
                 windows=windows,
                 wall_epoch=wall_epoch,
                 bound=WORKER_CRASH_RECOVERY_BOUND_SECONDS if BROKER == "rabbitmq" else None,
+                was_caught_up=not behind,
             )
             event_summary["worker_crash_recovery_s"] = recovery
+            event_summary["worker_behind_when_killed"] = bool(behind)
             checks.append(recovery_check)
             passed = all(check.passed for check in checks)
             summary = build_summary(
