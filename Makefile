@@ -18,7 +18,7 @@ TEST_SERVICES := SERVICES_NAME=test SERVICES_PORT_BASE=$(TEST_PORT_BASE) SERVICE
 SERVE_ENV := DJANGO_DEBUG=false DJANGO_SECURE_SSL_REDIRECT=false DJANGO_SECURE_COOKIES=false
 SERVE_ENV_FILE ?= .services.env
 
-.PHONY: help run superuser test lint format lock lock-check serve serve-superuser services-up services-down clean seed test-browser
+.PHONY: help run superuser test test-rabbitmq lint format lock lock-check serve serve-superuser services-up services-down clean seed test-browser
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-15s %s\n", $$1, $$2}'
@@ -58,6 +58,15 @@ test: $(DEV) $(FAKETIME) ## Start disposable PostgreSQL primary + replica and Re
 	set -a && . ./.services.test.env && set +a && \
 	REQUIRE_SERVICES=1 $(BIN)/pytest $(PYTEST_ARGS)
 
+# The tests that need RabbitMQ (marked `rabbitmq`; `make test` deselects them, so it
+# stays fast): the same disposable services with RabbitMQ as the broker.
+test-rabbitmq: $(DEV) ## The tests marked rabbitmq, against disposable services with RabbitMQ as broker
+	@trap '$(TEST_SERVICES) bash scripts/services.sh down' EXIT; \
+	$(TEST_SERVICES) BROKER=rabbitmq bash scripts/services.sh up >/dev/null && \
+	set -a && . ./.services.test.env && set +a && \
+	export $(TEST_SERVICES) BROKER=rabbitmq && \
+	REQUIRE_SERVICES=1 $(BIN)/pytest -m rabbitmq $(PYTEST_ARGS)
+
 lint: $(DEV) lock-check ## ruff check, ruff format --check, mypy, bandit (fails on medium or high), lock-check
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -91,8 +100,13 @@ lock-check: $(DEV) ## Fail if a requirements*.txt is not what `make lock` makes 
 	  diff -u "$$lock" "$$scratch/$$lock" || { echo "$$lock is stale: run 'make lock'" >&2; exit 1; }; \
 	done
 
-services-up: ## Start the development services; write their settings to .services.env
-	@bash scripts/services.sh up
+# BROKER=rabbitmq: a RabbitMQ of its own as the Celery broker (the production choice);
+# redis (the default): a database of the Redis. Either way CELERY_BROKER_URL in
+# .services.env names it, so serve, worker and beat need nothing else.
+BROKER ?= redis
+
+services-up: ## Start the development services (BROKER=rabbitmq: RabbitMQ as broker); write .services.env
+	@BROKER=$(BROKER) bash scripts/services.sh up
 
 services-down: ## Stop the development services and delete their data
 	@bash scripts/services.sh down
@@ -126,7 +140,7 @@ BASE_URL ?= http://127.0.0.1:$(PORT)
 
 .PHONY: deploy-check smoke
 COMPOSE_SECRET_NAMES := DJANGO_SECRET_KEY METRICS_TOKEN POSTGRES_PASSWORD REPLICATION_PASSWORD GRAFANA_ADMIN_PASSWORD \
-	REDIS_PASSWORD
+	REDIS_PASSWORD RABBITMQ_PASSWORD
 COMPOSE_SECRETS := $(foreach name,$(COMPOSE_SECRET_NAMES),$(name)=placeholder-for-validation)
 
 $(DEPLOY_TOOLS): $(RUNTIME) requirements-deploy.txt
@@ -204,8 +218,8 @@ $(WRK):
 	@if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends wrk >/dev/null; \
 	else echo "wrk missing: sudo apt-get install wrk" >&2; exit 1; fi
 
-bench: $(DEV) $(WRK) ## Load scenarios vs bare-WSGI ceilings, own services (BENCH_SCENARIOS, BENCH_USERS, ...)
-	$(BIN)/python -m bench.run
+bench: $(DEV) $(WRK) ## Load scenarios vs bare-WSGI ceilings, own services (BENCH_SCENARIOS, BENCH_USERS, BROKER, ...)
+	BROKER=$(BROKER) $(BIN)/python -m bench.run
 
 bench-cache: $(DEV) $(WRK) ## `make bench` limited to GET /users/{id}/ cold and warm and its ceilings
 	BENCH_SCENARIOS=$${BENCH_SCENARIOS:-ceiling,ceiling-select,cold,warm} $(BIN)/python -m bench.run
@@ -225,11 +239,11 @@ bench-outbox-plans: $(RUNTIME) ## Plans of the event pipeline's queries at 1M ou
 # --- Faults under load; not part of `make test` -----------------------------------------
 CHAOS_SERVICES_PORT_BASE ?= 27632
 CHAOS_PORT ?= 18900
-CHAOS_ENV := CHAOS_SERVICES_PORT_BASE=$(CHAOS_SERVICES_PORT_BASE) CHAOS_PORT=$(CHAOS_PORT)
+CHAOS_ENV := CHAOS_SERVICES_PORT_BASE=$(CHAOS_SERVICES_PORT_BASE) CHAOS_PORT=$(CHAOS_PORT) CHAOS_BROKER=$(BROKER)
 
 .PHONY: chaos chaos-short
 
-chaos: $(RUNTIME) ## Faults under load, each held ~9 s, then no loss checked (own services); docs/reliability.md
+chaos: $(RUNTIME) ## Faults under load, each held ~9 s, then no loss checked (own services, BROKER=redis|rabbitmq); docs/reliability.md
 	$(CHAOS_ENV) CHAOS_PROFILE=full $(BIN)/python -m chaos.run
 
 chaos-short: $(RUNTIME) ## The same, each fault held 3 s (what CI runs)

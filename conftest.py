@@ -1,7 +1,9 @@
 """Fixtures shared by every app's tests."""
 
 import os
+import subprocess
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any, cast
 
 import pytest
@@ -110,6 +112,38 @@ def services() -> dict[str, str]:
             pytest.fail(message)
         pytest.skip(message)
     return found
+
+
+class RabbitMQ:
+    """The disposable RabbitMQ of `make test-rabbitmq`: its URL and its rabbitmqctl."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    def ctl(self, *args: str) -> str:
+        """Run rabbitmqctl against this node (scripts/services.sh knows its name and cookie)."""
+        script = Path(__file__).resolve().parent / "scripts" / "services.sh"
+        completed = subprocess.run(  # noqa: S603 (our script, arguments from the tests)
+            ["bash", str(script), "rabbitmqctl", *args],  # noqa: S607 (bash from PATH)
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=60,
+        )
+        return completed.stdout
+
+
+@pytest.fixture
+def rabbitmq(services: dict[str, str]) -> RabbitMQ:
+    """The broker when it is RabbitMQ (`make test-rabbitmq`); never a skip there."""
+    from django.conf import settings
+
+    if not settings.CELERY_BROKER_IS_RABBITMQ:
+        message = "needs RabbitMQ as the broker: run `make test-rabbitmq`"
+        if os.environ.get("REQUIRE_SERVICES") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
+    return RabbitMQ(settings.CELERY_BROKER_URL)
 
 
 def pytest_configure(config: pytest.Config) -> None:

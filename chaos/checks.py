@@ -9,6 +9,7 @@ import email
 import time
 from collections import Counter
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -187,7 +188,10 @@ def _sample(items: list[Any]) -> str:
 # Faults that can end a webhook delivery after its POST but before the delivery's success
 # is committed (the worker killed, the database gone): the retry posts again, with the same
 # X-Webhook-Id, which receivers dedupe on (docs/events.md). No other duplicate is allowed.
-INTERRUPTING_FAULTS = frozenset({"worker_killed", PRIMARY_FAULT})
+# A cut broker connection is one too: the broker hands the tasks the worker was running
+# (unacknowledged) to it again while the first run goes on.
+INTERRUPTING_FAULTS = frozenset({"worker_killed", "broker_connections_cut", PRIMARY_FAULT})
+WORKER_FAULT = "worker_killed"
 
 
 def interrupted_delivery(first_arrival: float | None, windows: list[Window]) -> str | None:
@@ -322,3 +326,62 @@ def data_checks(
         ),
     ]
     return summary, checks
+
+
+def caught_up(*, older_than: float) -> bool:
+    """Whether every event and webhook delivery older than `older_than` seconds is done."""
+    from django.db import connections
+    from django.utils import timezone
+
+    from events.models import OutboxEvent, WebhookDelivery
+
+    # A connection from before a primary restart is dead; the next query opens a new one.
+    connections.close_all()
+    cutoff = timezone.now() - timedelta(seconds=older_than)
+    owed = OutboxEvent.objects.filter(handled_at__isnull=True, created_at__lt=cutoff)
+    undelivered = WebhookDelivery.objects.filter(delivered_at__isnull=True, created_at__lt=cutoff)
+    return not owed.exists() and not undelivered.exists()
+
+
+def worker_crash_recovery(
+    *, windows: list[Window], wall_epoch: float, bound: float | None, was_caught_up: bool
+) -> tuple[float | None, Check]:
+    """Seconds from the worker's SIGKILL until every event it could have held was delivered.
+
+    Owed at the kill: the handling of each event created before it and not handled by
+    then, and each of those events' webhook deliveries not delivered by then (a delivery
+    task the worker held is as late as a handler task). The figure runs from the kill to
+    the last of them done (the supervisor's restart of the worker included), None if one
+    never was. With no `bound`, only that they all were is checked; likewise when the
+    worker was still behind the load at the kill (`was_caught_up` false: a machine too
+    busy for it), since the figure then measures that backlog, not the crash.
+    """
+    from events.models import OutboxEvent, WebhookDelivery
+
+    [window] = [window for window in windows if window.name == WORKER_FAULT]
+    killed_at = wall_epoch + window.injected
+    killed = datetime.fromtimestamp(killed_at, tz=UTC)
+    before = OutboxEvent.objects.filter(created_at__lt=killed)
+    done = list(before.exclude(handled_at__lt=killed).values_list("handled_at", flat=True))
+    deliveries = WebhookDelivery.objects.filter(event__created_at__lt=killed)
+    done += list(deliveries.exclude(delivered_at__lt=killed).values_list("delivered_at", flat=True))
+    recovery: float | None = None
+    if all(at is not None for at in done):
+        last = max((at.timestamp() for at in done if at is not None), default=killed_at)
+        recovery = round(last - killed_at, 1)
+    bounded = bound is not None and was_caught_up
+    passed = recovery is not None and (not bounded or recovery <= (bound or 0.0))
+    if bounded:
+        limit = f"bound {bound:.0f} s"
+    elif bound is not None:
+        limit = f"not bounded: the worker was behind the load when killed, bound {bound:.0f} s"
+    else:
+        limit = "reported, not bounded"
+    detail = (
+        f"{len(done)} handler runs and deliveries owed at the kill, all done {recovery} s "
+        f"after it ({limit})"
+        if recovery is not None
+        else f"{sum(at is None for at in done)} of {len(done)} handler runs and deliveries "
+        "owed at the kill never done"
+    )
+    return recovery, Check("worker_crash_recovery", passed, detail)

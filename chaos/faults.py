@@ -136,6 +136,77 @@ class BrokerRedis:
         finally:
             client.close()
 
+    def cut_connections(self) -> None:
+        """Close every client's connection (the web's publishers, the worker's consumer)."""
+        client = redis.Redis.from_url(self.url, socket_timeout=2)
+        try:
+            client.client_kill_filter(_type="normal", skipme=True)
+        finally:
+            client.close()
+
+
+class BrokerRabbitMQ:
+    """The Celery broker when it is RabbitMQ: the node of scripts/services.sh BROKER=rabbitmq.
+
+    Production settings: quorum queues, publisher confirms. Restarting it is the script's
+    own `up`, which starts only what is down.
+    """
+
+    def __init__(self, settings: dict[str, str], script_env: dict[str, str]) -> None:
+        self.url = settings["CELERY_BROKER_URL"]
+        self.script_env = script_env
+        self.pid_file = Path(settings["SERVICES_DIR"]) / "run" / "rabbitmq.pid"
+
+    def ctl(self, *args: str) -> str:
+        """rabbitmqctl against the node (the script knows its name and cookie)."""
+        completed = subprocess.run(
+            [*SERVICES_SCRIPT, "rabbitmqctl", *args],
+            env=self.script_env,
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        return completed.stdout
+
+    def start(self) -> None:
+        """Start it again (its quorum queues recover from their log) and wait until ready."""
+        subprocess.run(
+            [*SERVICES_SCRIPT, "up"],
+            env=self.script_env,
+            check=True,
+            stdout=subprocess.DEVNULL,
+            timeout=120,
+        )
+
+    def kill(self) -> None:
+        """SIGKILL the node, as a crash would."""
+        pid = int(self.pid_file.read_text().strip())
+        os.kill(pid, signal.SIGKILL)
+        wait_until(lambda: not Path(f"/proc/{pid}").exists(), seconds=15, what="RabbitMQ to die")
+
+    def stop(self) -> None:
+        """Nothing: scripts/services.sh down stops it with the other services."""
+
+    def cut_connections(self) -> None:
+        """Close every client's connection (the web's publishers, the worker's consumer)."""
+        self.ctl("close_all_connections", "chaos: connection cut")
+
+    def queued(self) -> int:
+        """Messages in the broker: ready or unacknowledged, and retries waiting their turn."""
+        lines = self.ctl("list_queues", "--no-table-headers", "--quiet", "name", "messages")
+        total = 0
+        for line in lines.splitlines():
+            name, _, count = line.partition("\t")
+            # Celery's own reply and event queues carry no tasks.
+            if (
+                count.strip().isdigit()
+                and not name.startswith("celeryev.")
+                and "pidbox" not in name
+            ):
+                total += int(count)
+        return total
+
 
 class Celery:
     """`celery -A config worker` (restartable, as a supervisor would) and one beat."""
@@ -247,8 +318,10 @@ class Services:
         with psycopg.connect(self.replica_url, autocommit=True, connect_timeout=5) as conn:
             conn.execute(sql)
 
-    def faults(self, broker: BrokerRedis, celery: Celery) -> list[Fault]:
-        """The faults in the order the run injects them."""
+    def faults(self, broker: BrokerRedis | BrokerRabbitMQ, celery: Celery) -> list[Fault]:
+        """The faults in the order the run injects them. The worker's crash comes after the
+        broker's faults and before the primary's restart, whose handler retries (with
+        production backoffs) would otherwise be what its recovery time measures."""
         return [
             Fault(
                 "redis_killed",
@@ -281,10 +354,19 @@ class Services:
                 expect="all 2xx (sign-ups 201): events wait in the outbox; beat sweeps them later",
             ),
             Fault(
+                "broker_connections_cut",
+                inject=broker.cut_connections,
+                # Nothing to undo: the clients reconnect by themselves.
+                restore=lambda: None,
+                expect="all 2xx: a publish cut before its confirmation leaves its event in the "
+                "outbox for the sweeper; the worker reconnects, its unacknowledged tasks return",
+            ),
+            Fault(
                 "worker_killed",
                 inject=celery.kill_worker,
                 restore=celery.start_worker,
-                expect="all 2xx: unacknowledged tasks come back after the visibility timeout",
+                expect="all 2xx: unacknowledged tasks come back (RabbitMQ: at once; Redis: after "
+                "the visibility timeout)",
             ),
             Fault(
                 "primary_restarted",

@@ -12,7 +12,9 @@ from urllib.parse import urlsplit
 import environ
 from csp.constants import NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
+from kombu import Exchange, Queue
 
+from core.broker_probe import RABBITMQ_SCHEMES, broker_is_rabbitmq
 from core.secret_keys import weakness as secret_weakness
 from core.structured_logging import logging_config
 
@@ -204,19 +206,25 @@ CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="")
 CELERY_TASK_ALWAYS_EAGER = not CELERY_BROKER_URL
 
 
-def _redis_url_has_credentials(url: str) -> bool:
+# CELERY_BROKER_URL's scheme chooses the broker: redis:// (the simple default of
+# development) or amqp:// (RabbitMQ, the production broker; amqps:// for TLS).
+CELERY_BROKER_IS_RABBITMQ = broker_is_rabbitmq(CELERY_BROKER_URL)
+
+
+def _url_has_credentials(url: str) -> bool:
     parts = urlsplit(url)
-    return parts.scheme not in ("redis", "rediss") or bool(parts.password)
+    return parts.scheme not in ("redis", "rediss", *RABBITMQ_SCHEMES) or bool(parts.password)
 
 
 # Redis holds the throttle counters, the token cache and the task queue: anyone who can
-# write to it can lift limits or queue work. Production refuses a Redis URL without a
-# password (an ACL user and password: redis://user:password@host:6379/0; TLS: rediss://).
+# write to it can lift limits or queue work; so can anyone who can publish to the broker.
+# Production refuses a Redis or RabbitMQ URL without a password (redis://user:password@
+# host:6379/0, TLS rediss://; amqp://user:password@host:5672/vhost, TLS amqps://).
 for _name, _url in (
     ("REDIS_URL", REDIS_URL),
     ("CELERY_BROKER_URL", CELERY_BROKER_URL),
 ):
-    if not DEBUG and _url and not _redis_url_has_credentials(_url):
+    if not DEBUG and _url and not _url_has_credentials(_url):
         raise ImproperlyConfigured(f"{_name} must carry a password when DJANGO_DEBUG is off.")
 
 CELERY_TASK_EAGER_PROPAGATES = True
@@ -263,18 +271,63 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # Redis redelivers a message unacknowledged for this long. It must exceed the longest
 # task and the longest retry countdown (the worker holds those messages unacknowledged),
 # and stay far below Redis's default hour so a killed worker's tasks come back soon.
+# RabbitMQ has no such timeout: it requeues a message the moment its consumer's
+# connection drops.
 CELERY_VISIBILITY_TIMEOUT = env.int("CELERY_VISIBILITY_TIMEOUT", default=600)
-CELERY_BROKER_TRANSPORT_OPTIONS = {
-    "visibility_timeout": CELERY_VISIBILITY_TIMEOUT,
-    # A hung broker (it accepts connections, never answers) must fail a publish within
-    # this bound rather than block the request that committed an event forever; the
-    # event stays in the outbox for the sweeper. Above the worker's 1 s BRPOP poll.
-    "socket_timeout": CELERY_BROKER_CONNECTION_TIMEOUT,
-    "socket_connect_timeout": CELERY_BROKER_CONNECTION_TIMEOUT,
-    # How often a worker looks for messages past the visibility timeout.
-    "unacked_restore_interval": env.int("CELERY_UNACKED_RESTORE_INTERVAL", default=10),
-    "unacked_restore_throttle": 1,
-}
+# How often the worker and broker check each other's connection (RabbitMQ only): a
+# broker that vanished without closing the connection is noticed within about two of
+# these, and the worker reconnects.
+CELERY_BROKER_HEARTBEAT = env.int("CELERY_BROKER_HEARTBEAT", default=10)
+# Queues the workers read; webhooks and housekeeping are apart from events (routes below).
+CELERY_QUEUE_NAMES = ("events", "webhooks", "housekeeping")
+# RabbitMQ's quorum queues give up on a message delivered this many times (a task that
+# kills its worker every time) and drop it; its event is then handed over again by the
+# outbox (EVENTS_REDISPATCH_*), so the database stays the one dead letter. A queue's
+# arguments are fixed when it is first declared: not a setting.
+RABBITMQ_DELIVERY_LIMIT = 20
+if CELERY_BROKER_IS_RABBITMQ:
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        # A publish returns only once the broker has the message (quorum queues: on a
+        # majority of nodes); a refusal or a lost connection raises, and the outbox then
+        # keeps the event unpublished.
+        "confirm_publish": True,
+        # A hung broker (it accepts connections, never answers) must fail a publish, its
+        # confirmation included, within this bound rather than block the request that
+        # committed an event; the event stays in the outbox for the sweeper.
+        "connect_timeout": CELERY_BROKER_CONNECTION_TIMEOUT,
+        "read_timeout": CELERY_BROKER_CONNECTION_TIMEOUT,
+        "write_timeout": CELERY_BROKER_CONNECTION_TIMEOUT,
+    }
+    # Quorum queues: durable, replicated (Raft) across the broker's nodes. Topic
+    # exchanges, because Celery's native delayed delivery (the retries' countdowns wait
+    # in the broker, not unacknowledged in a worker) cannot route through direct ones.
+    # Celery detects the quorum queues (worker_detect_quorum_queues, on by default) and
+    # uses a per-consumer prefetch, since they have no global QoS.
+    CELERY_TASK_DEFAULT_QUEUE_TYPE = "quorum"
+    CELERY_TASK_DEFAULT_EXCHANGE_TYPE = "topic"
+    CELERY_TASK_CREATE_MISSING_QUEUES = False
+    CELERY_TASK_QUEUES = [
+        Queue(
+            name,
+            Exchange(name, type="topic"),
+            routing_key=name,
+            queue_arguments={"x-queue-type": "quorum", "x-delivery-limit": RABBITMQ_DELIVERY_LIMIT},
+        )
+        for name in CELERY_QUEUE_NAMES
+    ]
+    CELERY_BROKER_NATIVE_DELAYED_DELIVERY_QUEUE_TYPE = "quorum"
+else:
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "visibility_timeout": CELERY_VISIBILITY_TIMEOUT,
+        # A hung broker (it accepts connections, never answers) must fail a publish within
+        # this bound rather than block the request that committed an event forever; the
+        # event stays in the outbox for the sweeper. Above the worker's 1 s BRPOP poll.
+        "socket_timeout": CELERY_BROKER_CONNECTION_TIMEOUT,
+        "socket_connect_timeout": CELERY_BROKER_CONNECTION_TIMEOUT,
+        # How often a worker looks for messages past the visibility timeout.
+        "unacked_restore_interval": env.int("CELERY_UNACKED_RESTORE_INTERVAL", default=10),
+        "unacked_restore_throttle": 1,
+    }
 
 # Events handled together: a batch runs when this many messages are buffered, or this
 # long after the first arrived (events.tasks.handle_events); deliveries to a subscription
@@ -328,10 +381,24 @@ WEBHOOK_BREAKER_FAIL_MAX = env.int("WEBHOOK_BREAKER_FAIL_MAX", default=5)
 WEBHOOK_BREAKER_RESET_SECONDS = env.float("WEBHOOK_BREAKER_RESET_SECONDS", default=60.0)
 # Keep-alive connection pools a worker process keeps, one per endpoint address, and the
 # connections each keeps (events/webhook_http.py).
+# A due webhook delivery still waiting this long lost its message (an enqueue that failed,
+# an attempt that crashed) and is enqueued again (events.webhooks.webhook_sweep_stalled).
+# With Redis, a message can be out for a whole visibility timeout; RabbitMQ hands a lost
+# consumer's messages back at once, so a minute (above CELERY_TASK_TIME_LIMIT) suffices.
+WEBHOOK_STALLED_AFTER_SECONDS = env.float(
+    "WEBHOOK_STALLED_AFTER_SECONDS",
+    default=max(60.0, CELERY_TASK_TIME_LIMIT)
+    if CELERY_BROKER_IS_RABBITMQ
+    else CELERY_VISIBILITY_TIMEOUT,
+)
 WEBHOOK_HTTP_POOLS = env.int("WEBHOOK_HTTP_POOLS", default=64)
 WEBHOOK_HTTP_POOL_CONNECTIONS = env.int("WEBHOOK_HTTP_POOL_CONNECTIONS", default=2)
-if EVENTS_RETRY_BACKOFF_MAX_SECONDS + CELERY_TASK_TIME_LIMIT >= CELERY_VISIBILITY_TIMEOUT:
-    # A retry countdown past the visibility timeout is redelivered while still waiting.
+if (
+    not CELERY_BROKER_IS_RABBITMQ
+    and EVENTS_RETRY_BACKOFF_MAX_SECONDS + CELERY_TASK_TIME_LIMIT >= CELERY_VISIBILITY_TIMEOUT
+):
+    # With Redis, a retry countdown past the visibility timeout is redelivered while still
+    # waiting. RabbitMQ keeps countdowns in its delayed-delivery queues instead.
     raise ImproperlyConfigured(
         "EVENTS_RETRY_BACKOFF_MAX_SECONDS + CELERY_TASK_TIME_LIMIT must stay below "
         "CELERY_VISIBILITY_TIMEOUT."

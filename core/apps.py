@@ -1,3 +1,5 @@
+from contextlib import suppress
+
 from django.apps import AppConfig
 
 
@@ -7,8 +9,14 @@ class CoreConfig(AppConfig):
     name = "core"
 
     def ready(self) -> None:
-        """Route structlog's loggers through the LOGGING handlers; register the system checks."""
+        """Route structlog's loggers through the LOGGING handlers; register the system checks
+        and the broker's queue depths for every scrape."""
         from core import checks  # noqa: F401
+        from core.broker_probe import BrokerQueueCollector
+        from core.metrics import register_live_collector
         from core.structured_logging import configure_structlog
 
         configure_structlog()
+        # ValueError: already registered (ready() can run twice in test and reload setups).
+        with suppress(ValueError):
+            register_live_collector(BrokerQueueCollector())

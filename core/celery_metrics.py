@@ -26,7 +26,7 @@ from celery.signals import (
     worker_process_shutdown,
     worker_ready,
 )
-from prometheus_client import Counter, Histogram, multiprocess, start_http_server
+from prometheus_client import Counter, Gauge, Histogram, multiprocess, start_http_server
 
 from core import resource_metrics
 
@@ -42,6 +42,15 @@ RUNTIME = Histogram(
     "Wall time of each task run, by task name.",
     ["task"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300),
+)
+# The broker's queue depth (core.broker) over this gives the backlog per worker, which
+# workers scale on. Reported by the workers themselves, because Redis cannot tell who
+# waits on a queue; each running worker counts 1 for each queue it reads.
+CONSUMERS = Gauge(
+    "celery_queue_consumers",
+    "Workers consuming each Celery queue (1 per worker: sum over workers).",
+    ["queue"],
+    multiprocess_mode="livesum",
 )
 
 # Start times of the runs in progress in this process, by task id.
@@ -92,8 +101,11 @@ def _on_worker_init(**kwargs: Any) -> None:
 
 
 @worker_ready.connect(dispatch_uid="core.celery_metrics.serve")
-def _on_worker_ready(**kwargs: Any) -> None:
+def _on_worker_ready(sender: Any = None, **kwargs: Any) -> None:
     # The main process, which with the solo or threads pool also runs the tasks.
+    if sender is not None:
+        for queue in sender.app.amqp.queues.consume_from:
+            CONSUMERS.labels(queue).set(1)
     resource_metrics.start_sampling(process="worker")
     start_metrics_server()
 

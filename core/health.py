@@ -22,8 +22,8 @@ import psycopg
 import redis
 from django.conf import settings
 from django.http import HttpRequest, JsonResponse
-from kombu import Connection
 
+from core.broker_probe import broker_ping
 from core.exceptions import error_body, error_response
 from core.metrics import may_scrape
 from core.postgres import probe_conninfo
@@ -97,15 +97,8 @@ def check_redis(url: str, timeout: float) -> None:
 
 
 def check_broker(url: str, timeout: float) -> None:
-    """Connect to the Celery broker (any kombu transport) once, without retrying."""
-    with Connection(
-        url,
-        connect_timeout=timeout,
-        transport_options={"socket_timeout": timeout, "socket_connect_timeout": timeout},
-    ) as connection:
-        connection.ensure_connection(
-            max_retries=1, interval_start=0, interval_step=0, timeout=timeout
-        )
+    """Connect to the Celery broker (Redis or RabbitMQ) once, without retrying."""
+    broker_ping(url=url, timeout=timeout)
 
 
 def configured_checks() -> list[Check]:

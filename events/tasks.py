@@ -147,9 +147,12 @@ def purge_expired() -> dict[str, int]:
 def deliver_webhooks(delivery_ids: list[str]) -> None:
     """Make one attempt of each delivery (a subscription's share of a batch of events);
     hand each that failed to `deliver_webhook`, which retries it alone with backoff."""
+    # Handed out again by the broker: the worker that had it (and its leases) is gone.
+    redelivered = bool((deliver_webhooks.request.delivery_info or {}).get("redelivered"))
     with db_router.use_primary():
         retry_in = webhooks.webhook_attempt_batch(
-            delivery_ids=[UUID(delivery_id) for delivery_id in delivery_ids]
+            delivery_ids=[UUID(delivery_id) for delivery_id in delivery_ids],
+            reclaim=redelivered,
         )
     for delivery_id, countdown in retry_in.items():
         if deliver_webhooks.request.is_eager:

@@ -148,7 +148,9 @@ def webhook_attempt(*, delivery_id: UUID) -> float | None:
     return webhook_attempt_batch(delivery_ids=[delivery_id]).get(delivery_id)
 
 
-def webhook_attempt_batch(*, delivery_ids: Sequence[UUID]) -> dict[UUID, float]:
+def webhook_attempt_batch(
+    *, delivery_ids: Sequence[UUID], reclaim: bool = False
+) -> dict[UUID, float]:
     """Try each of the deliveries once; return the seconds until the next try of those
     that failed and will be tried again.
 
@@ -158,11 +160,16 @@ def webhook_attempt_batch(*, delivery_ids: Sequence[UUID]) -> dict[UUID, float]:
     transaction open, and one short transaction records every outcome. Requests stop
     before the lease could run out (a slow endpoint, a long batch): what is left is
     released untried, to be enqueued again by the caller.
+
+    `reclaim`: the message is one the broker handed out again because the worker that had
+    it is gone (RabbitMQ requeues a lost consumer's messages at once), so the leases it
+    held are taken over rather than waited out. Should that worker still be running (a
+    cut connection), a delivery may be posted twice; receivers dedupe on its id.
     """
     token = uuid.uuid4()
     started = time.monotonic()
     lease = settings.CELERY_TASK_TIME_LIMIT
-    if not _claim(delivery_ids, token=token, lease=lease):
+    if not _claim(delivery_ids, token=token, lease=lease, reclaim=reclaim):
         return {}
     claimed = list(
         WebhookDelivery.objects.filter(claim_token=token)
@@ -218,30 +225,32 @@ def _attempt(
     return outcome
 
 
-def _claim(delivery_ids: Sequence[UUID], *, token: uuid.UUID, lease: float) -> int:
-    """Lease the due, unclaimed deliveries among `delivery_ids` to `token`; how many."""
+def _claim(delivery_ids: Sequence[UUID], *, token: uuid.UUID, lease: float, reclaim: bool) -> int:
+    """Lease the due, unclaimed (or, with `reclaim`, any) deliveries among `delivery_ids`
+    to `token`; how many."""
     now = timezone.now()
-    return (
+    due = (
         WebhookDelivery.objects.filter(
             pk__in=delivery_ids,
             status__in=(WebhookDelivery.Status.PENDING, WebhookDelivery.Status.RETRYING),
         )
         # A redelivered copy of a scheduled retry arrives early; the scheduled one will come.
         .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now + _EARLY_TOLERANCE))
-        .filter(Q(claimed_until__isnull=True) | Q(claimed_until__lt=now))
-        .update(claimed_until=now + timedelta(seconds=lease), claim_token=token)
     )
+    if not reclaim:
+        due = due.filter(Q(claimed_until__isnull=True) | Q(claimed_until__lt=now))
+    return due.update(claimed_until=now + timedelta(seconds=lease), claim_token=token)
 
 
 def webhook_sweep_stalled() -> int:
     """Enqueue again the deliveries whose message seems lost; return how many.
 
-    A delivery is due at `next_attempt_at`; one still waiting a visibility timeout after
-    that lost its message (the broker died between the fan-out's commit and the enqueue,
+    A delivery is due at `next_attempt_at`; one still waiting WEBHOOK_STALLED_AFTER_SECONDS
+    after that lost its message (the broker died between the fan-out's commit and the enqueue,
     or lost its data). A copy of a message that was not lost is harmless: the attempt
     waits for the row lock, then finds the delivery done or not yet due.
     """
-    stalled_before = timezone.now() - timedelta(seconds=settings.CELERY_VISIBILITY_TIMEOUT)
+    stalled_before = timezone.now() - timedelta(seconds=settings.WEBHOOK_STALLED_AFTER_SECONDS)
     with transaction.atomic():
         stalled = list(
             WebhookDelivery.objects.select_for_update(skip_locked=True)

@@ -9,9 +9,11 @@
 # loopback; the welcome email in the services' mail sink; /readyz ok for every dependency,
 # the broker included; /metrics adding up the requests sent; the worker's own metrics.
 # Nothing is set for the entry points that a user would not set: only the make variables
-# that pick this run's instance of the services and its ports.
+# that pick this run's instance of the services and its ports, and the broker: RabbitMQ,
+# the production one (`make services-up BROKER=rabbitmq`), so that its client comes from
+# the runtime lock too.
 #   PARITY_VENV (.venv-runtime)  PARITY_PORT (18800; the receiver +1)
-#   PARITY_SERVICES_PORT_BASE (26632)  PARITY_READY_SECONDS (120)
+#   PARITY_SERVICES_PORT_BASE (26632)  PARITY_READY_SECONDS (120)  PARITY_BROKER (rabbitmq)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -56,7 +58,7 @@ if "$VENV/bin/python" -c 'import pytest' 2>/dev/null; then
   log "the runtime virtualenv has pytest: it is not the runtime lock alone"; exit 1
 fi
 
-make --no-print-directory services-up >/dev/null
+make --no-print-directory services-up BROKER="${PARITY_BROKER:-rabbitmq}" >/dev/null
 # Read, not sourced: the entry points must find their settings themselves.
 mail_dir=$(sed -n 's/^EMAIL_FILE_PATH=//p' "$SERVICES_ENV_FILE")
 

@@ -1,23 +1,28 @@
 #!/usr/bin/env bash
 # Disposable backing services for development and tests: PostgreSQL primary,
-# streaming hot-standby replica and Redis, on private ports and data dirs so
-# they never touch the system instances on 5432/6379.
+# streaming hot-standby replica and Redis, and with BROKER=rabbitmq a RabbitMQ node as
+# the Celery broker, on private ports, node names and data dirs so they never touch the
+# system instances on 5432/6379/5672 (nor the system's epmd on 4369).
 #
-# Usage: scripts/services.sh up|down|status|env
-#   SERVICES_NAME (dev)  SERVICES_PORT_BASE (25432: primary; replica +1, redis +2)
+# Usage: scripts/services.sh up|down|status|env|rabbitmqctl ARGS...
+#   SERVICES_NAME (dev)  SERVICES_PORT_BASE (25432: primary; replica +1, redis +2,
+#   RabbitMQ AMQP +3, its Erlang distribution +4, its own epmd +5)
 #   SERVICES_DIR (/tmp/userservice-services-NAME-BASE)  SERVICES_ENV_FILE (./.services.env)
+#   BROKER (redis: the Celery broker is a database of the Redis; rabbitmq: the RabbitMQ)
 set -euo pipefail
 
 SERVICES_NAME=${SERVICES_NAME:-dev}
 SERVICES_PORT_BASE=${SERVICES_PORT_BASE:-25432}
 SERVICES_DIR=${SERVICES_DIR:-/tmp/userservice-services-$SERVICES_NAME-$SERVICES_PORT_BASE}
 SERVICES_ENV_FILE=${SERVICES_ENV_FILE:-.services.env}
+BROKER=${BROKER:-redis}
 
 log() { printf 'services: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
 [[ $SERVICES_PORT_BASE =~ ^[0-9]+$ ]] || die "SERVICES_PORT_BASE must be a number"
 [[ $SERVICES_DIR == /* ]] || die "SERVICES_DIR must be an absolute path"
+[[ $BROKER == redis || $BROKER == rabbitmq ]] || die "BROKER must be redis or rabbitmq"
 
 PRIMARY_PORT=$SERVICES_PORT_BASE
 REPLICA_PORT=$((SERVICES_PORT_BASE + 1))
@@ -28,6 +33,10 @@ SOCKET_DIR=$SERVICES_DIR/sock
 LOG_DIR=$SERVICES_DIR/log
 RUN_DIR=$SERVICES_DIR/run
 REDIS_DIR=$SERVICES_DIR/redis
+RABBITMQ_PORT=$((SERVICES_PORT_BASE + 3))
+RABBITMQ_DIR=$SERVICES_DIR/rabbitmq
+RABBITMQ_BIN=/usr/lib/rabbitmq/bin
+RABBITMQ_USER=userservice
 DB_NAME=userservice
 FALLBACK_USER=userservice
 PG_BINDIR=""
@@ -49,19 +58,21 @@ find_pg_bindir() {
 }
 
 have_redis() { command -v redis-server >/dev/null 2>&1 && command -v redis-cli >/dev/null 2>&1; }
+have_rabbitmq() { [[ $BROKER != rabbitmq || -x $RABBITMQ_BIN/rabbitmq-server ]]; }
 
 ensure_binaries() {
-  if find_pg_bindir && have_redis; then return 0; fi
+  if find_pg_bindir && have_redis && have_rabbitmq; then return 0; fi
   local install="apt-get install -y --no-install-recommends postgresql redis-server"
+  if [[ $BROKER == rabbitmq ]]; then install+=" rabbitmq-server"; fi
   if [[ $EUID -ne 0 ]] || ! command -v apt-get >/dev/null 2>&1; then
     log "PostgreSQL/Redis binaries missing; install them with:"
     log "  sudo apt-get update && sudo DEBIAN_FRONTEND=noninteractive $install"
     exit 1
   fi
-  log "installing PostgreSQL and Redis with apt-get"
+  log "installing the services' packages with apt-get"
   apt-get update >&2
   DEBIAN_FRONTEND=noninteractive $install >&2
-  if ! find_pg_bindir || ! have_redis; then die "binaries still missing after apt-get install"; fi
+  if ! find_pg_bindir || ! have_redis || ! have_rabbitmq; then die "binaries still missing after apt-get install"; fi
 }
 
 # pg_ctl only works as the data owner, so an existing SERVICES_DIR's owner wins
@@ -267,6 +278,91 @@ start_redis() {
   wait_for 15 "redis to answer PING" redis_alive || { tail -n 20 "$LOG_DIR/redis.log" >&2; die "redis failed to start"; }
 }
 
+# RabbitMQ: a node of our own. Its node name, ports (AMQP, distribution, and an epmd of
+# its own: the system's epmd on 4369 belongs to the system's RabbitMQ), Erlang cookie
+# (in its own HOME), data and config live under SERVICES_DIR; the Debian package's
+# /etc/rabbitmq files are never read. It runs as the services' user, like PostgreSQL.
+rabbitmq_env() {
+  export HOME=$RABBITMQ_DIR/home
+  export RABBITMQ_NODENAME=userservice-$SERVICES_NAME-$SERVICES_PORT_BASE@localhost
+  export RABBITMQ_NODE_IP_ADDRESS=127.0.0.1 RABBITMQ_NODE_PORT=$RABBITMQ_PORT
+  export RABBITMQ_DIST_PORT=$((SERVICES_PORT_BASE + 4))
+  export ERL_EPMD_PORT=$((SERVICES_PORT_BASE + 5)) ERL_EPMD_ADDRESS=127.0.0.1
+  export RABBITMQ_CONF_ENV_FILE=$RABBITMQ_DIR/rabbitmq-env.conf
+  export RABBITMQ_CONFIG_FILE=$RABBITMQ_DIR/rabbitmq.conf
+  export RABBITMQ_ENABLED_PLUGINS_FILE=$RABBITMQ_DIR/enabled_plugins
+  export RABBITMQ_MNESIA_BASE=$RABBITMQ_DIR/data RABBITMQ_LOG_BASE=$LOG_DIR
+  export RABBITMQ_PID_FILE=$RUN_DIR/rabbitmq.pid ERL_CRASH_DUMP=$LOG_DIR/erl_crash.dump
+  export ERL_FLAGS="-kernel inet_dist_use_interface {127,0,0,1}"
+}
+
+# runuser resets HOME, where Erlang looks for the cookie: passed on explicitly.
+rabbitmqctl_run() { (rabbitmq_env && as_pg_user env HOME="$HOME" "$RABBITMQ_BIN/rabbitmqctl" "$@"); }
+
+rabbitmq_password() {
+  local file=$SERVICES_DIR/rabbitmq-password
+  if [[ ! -s $file ]]; then
+    (umask 077 && head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$file")
+  fi
+  cat "$file"
+}
+
+rabbitmq_pid() {
+  local pid
+  pid=$(cat "$RUN_DIR/rabbitmq.pid" 2>/dev/null) || return 1
+  [[ $pid =~ ^[0-9]+$ ]] && grep -qs beam "/proc/$pid/cmdline" || return 1
+  echo "$pid"
+}
+
+# Answers AMQP on its port (a TCP connect), and is our node (by its pid file).
+rabbitmq_alive() { rabbitmq_pid >/dev/null && (exec 3<>"/dev/tcp/127.0.0.1/$RABBITMQ_PORT") 2>/dev/null; }
+
+# The node refuses to start while its distribution port has a socket of a previous node
+# in TIME-WAIT (rabbitmqctl's connections, up to a minute after that node stopped).
+dist_port_free() { [[ -z $(ss -Htan "( sport = :$((SERVICES_PORT_BASE + 4)) )" 2>/dev/null) ]]; }
+
+start_rabbitmq() {
+  wait_for 90 "rabbitmq's distribution port to be free" dist_port_free \
+    || die "port $((SERVICES_PORT_BASE + 4)) stays taken; pick another SERVICES_PORT_BASE"
+  mkdir -p "$RABBITMQ_DIR/home" "$RABBITMQ_DIR/data"
+  local cookie=$RABBITMQ_DIR/home/.erlang.cookie
+  [[ -s $cookie ]] || (umask 077 && head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$cookie")
+  chmod 400 "$cookie"
+  : >"$RABBITMQ_DIR/rabbitmq-env.conf"
+  echo "[]." >"$RABBITMQ_DIR/enabled_plugins"
+  # default_user applies when the node first creates its database. consumer_timeout (ms)
+  # is above CELERY_TASK_TIME_LIMIT: a task still running is never taken from its worker.
+  (umask 077 && printf '%s\n' \
+    "listeners.tcp.default = 127.0.0.1:$RABBITMQ_PORT" \
+    "default_user = $RABBITMQ_USER" "default_pass = $(rabbitmq_password)" \
+    "default_permissions.configure = .*" "default_permissions.read = .*" "default_permissions.write = .*" \
+    "loopback_users = none" "consumer_timeout = 900000" "log.file.level = warning" \
+    >"$RABBITMQ_DIR/rabbitmq.conf")
+  if [[ $EUID -eq 0 ]]; then chown -R "$PG_USER:" "$RABBITMQ_DIR"; fi
+  log "starting rabbitmq on 127.0.0.1:$RABBITMQ_PORT"
+  (rabbitmq_env && cd / && if [[ $EUID -eq 0 ]]; then
+    setsid runuser -u "$PG_USER" -- env HOME="$HOME" "$RABBITMQ_BIN/rabbitmq-server" >>"$LOG_DIR/rabbitmq-startup.log" 2>&1 </dev/null &
+  else
+    setsid "$RABBITMQ_BIN/rabbitmq-server" >>"$LOG_DIR/rabbitmq-startup.log" 2>&1 </dev/null &
+  fi)
+  rabbitmqctl_run wait --timeout 60 "$RUN_DIR/rabbitmq.pid" >/dev/null 2>&1 \
+    || { tail -n 20 "$LOG_DIR/rabbitmq-startup.log" >&2; die "rabbitmq failed to start (port $RABBITMQ_PORT taken?)"; }
+  wait_for 15 "rabbitmq to accept AMQP connections" rabbitmq_alive || die "rabbitmq does not listen"
+}
+
+stop_rabbitmq() {
+  local pid
+  pid=$(rabbitmq_pid) || return 0
+  log "stopping rabbitmq"
+  rabbitmqctl_run shutdown >/dev/null 2>&1 || kill -KILL "$pid" 2>/dev/null || true
+  wait_for 15 "rabbitmq (pid $pid) to exit" pid_gone "$pid" || kill -KILL "$pid" 2>/dev/null || true
+}
+
+# The node starts an epmd on its own port, which outlives the node: ours to stop.
+stop_epmd() { (rabbitmq_env && epmd -port "$ERL_EPMD_PORT" -kill >/dev/null 2>&1) || true; }
+
+rabbitmq_url() { echo "amqp://$RABBITMQ_USER:$(rabbitmq_password)@127.0.0.1:$RABBITMQ_PORT//"; }
+
 # One secret key an instance, made once, so the web server, worker and beat agree.
 secret_key() {
   local file=$SERVICES_DIR/django-secret-key
@@ -281,7 +377,11 @@ write_env_file() {
     echo "DATABASE_URL=postgres://postgres@127.0.0.1:$PRIMARY_PORT/$DB_NAME"
     echo "DATABASE_REPLICA_URLS=postgres://postgres@127.0.0.1:$REPLICA_PORT/$DB_NAME"
     echo "REDIS_URL=redis://default:$(redis_password)@127.0.0.1:$REDIS_PORT/0"
-    echo "CELERY_BROKER_URL=redis://default:$(redis_password)@127.0.0.1:$REDIS_PORT/1"
+    if [[ $BROKER == rabbitmq ]]; then
+      echo "CELERY_BROKER_URL=$(rabbitmq_url)"
+    else
+      echo "CELERY_BROKER_URL=redis://default:$(redis_password)@127.0.0.1:$REDIS_PORT/1"
+    fi
     echo "DJANGO_SECRET_KEY=$(secret_key)"
     # The development stack's mail sink: every email a file in this directory.
     echo "EMAIL_BACKEND=django.core.mail.backends.filebased.EmailBackend"
@@ -324,6 +424,9 @@ cmd_up() {
     wait_for 10 "redis to exit" redis_gone || die "redis would not stop"
   fi
   if redis_up_here; then log "redis already running on 127.0.0.1:$REDIS_PORT"; else start_redis; fi
+  if [[ $BROKER == rabbitmq ]]; then
+    if rabbitmq_alive; then log "rabbitmq already running on 127.0.0.1:$RABBITMQ_PORT"; else start_rabbitmq; fi
+  fi
   write_env_file
 }
 
@@ -337,6 +440,8 @@ cmd_down() {
     redis_cli shutdown nosave >/dev/null || true
     wait_for 10 "redis to exit" redis_gone || true
   fi
+  stop_rabbitmq
+  stop_epmd
   rm -rf -- "$SERVICES_DIR"
   rm -f -- "$SERVICES_ENV_FILE"
   log "down: $SERVICES_DIR removed"
@@ -353,6 +458,7 @@ cmd_status() {
   report postgres-primary "$PRIMARY_PORT" pg_ready "$PRIMARY_PORT"
   report postgres-replica "$REPLICA_PORT" pg_ready "$REPLICA_PORT"
   report redis "$REDIS_PORT" redis_alive
+  report rabbitmq "$RABBITMQ_PORT" rabbitmq_alive
 }
 
 case ${1:-} in
@@ -360,5 +466,6 @@ case ${1:-} in
   down) cmd_down ;;
   status) cmd_status ;;
   env) find_pg_bindir || true; detect_pg_user; write_env_file ;;
-  *) die "usage: $0 up|down|status|env" ;;
+  rabbitmqctl) detect_pg_user; shift; rabbitmqctl_run "$@" ;;
+  *) die "usage: $0 up|down|status|env|rabbitmqctl ARGS..." ;;
 esac

@@ -92,3 +92,26 @@ def test_worker_ready_serves_the_metrics_on_their_own_port(metrics_port) -> None
 def test_port_zero_serves_nothing(settings) -> None:
     settings.CELERY_METRICS_PORT = 0
     assert celery_metrics.start_metrics_server() is None
+
+
+def test_a_ready_worker_counts_as_a_consumer_of_each_queue_it_reads(metrics_port) -> None:
+    from types import SimpleNamespace
+
+    from celery.signals import worker_ready
+
+    class Consumer:
+        """What the signal's sender offers: the worker's app, reading two of the queues."""
+
+        app = SimpleNamespace(
+            amqp=SimpleNamespace(
+                queues=SimpleNamespace(consume_from=dict.fromkeys(["events", "webhooks"]))
+            )
+        )
+
+    worker_ready.send(sender=Consumer())
+    url = f"http://127.0.0.1:{metrics_port}/metrics"
+    with urllib.request.urlopen(url, timeout=5) as response:
+        body = response.read().decode()
+    assert 'celery_queue_consumers{queue="events"} 1.0' in body
+    assert 'celery_queue_consumers{queue="webhooks"} 1.0' in body
+    assert 'celery_queue_consumers{queue="housekeeping"}' not in body

@@ -4,6 +4,7 @@ that accepts and never answers) changes the answer the way the orchestrator need
 
 import socket
 from collections.abc import Iterator
+from urllib.parse import urlsplit
 
 import pytest
 from django.test import Client
@@ -199,3 +200,32 @@ def test_readiness_details_for_the_metrics_token(ready_settings) -> None:
     assert "checks" not in anonymous.json()
     operator = Client().get("/readyz", HTTP_AUTHORIZATION=f"Bearer {ready_settings.METRICS_TOKEN}")
     assert set(operator.json()["checks"]) >= {"database", "redis"}
+
+
+@pytest.mark.rabbitmq
+def test_ready_with_rabbitmq_as_the_broker(ready_settings, rabbitmq) -> None:
+    ready_settings.CELERY_BROKER_URL = rabbitmq.url
+    status, body = readyz()
+    assert status == 200
+    assert_ok(body["checks"], "broker")
+
+
+@pytest.mark.rabbitmq
+def test_degraded_when_rabbitmq_refuses_the_login(ready_settings, rabbitmq) -> None:
+    # The AMQP handshake is part of the probe: an open port alone is not a broker.
+    parts = urlsplit(rabbitmq.url)
+    ready_settings.CELERY_BROKER_URL = parts._replace(
+        netloc=f"{parts.username}:wrong@{parts.hostname}:{parts.port}"
+    ).geturl()
+    status, body = readyz()
+    assert status == 200
+    assert body["status"] == "degraded"
+    assert body["checks"]["broker"]["status"] == "down"
+
+
+def test_degraded_when_rabbitmq_hangs(ready_settings, silent_port) -> None:
+    ready_settings.CELERY_BROKER_URL = f"amqp://user:password@127.0.0.1:{silent_port}//"
+    ready_settings.HEALTH_CHECK_TIMEOUT = 0.5
+    status, body = readyz()
+    assert status == 200
+    assert body["checks"]["broker"]["status"] == "down"

@@ -29,6 +29,19 @@ def test_every_redis_url_carries_the_password() -> None:
         for value in (service.get("environment") or {}).values()
         if isinstance(value, str) and value.startswith(("redis://", "rediss://"))
     ]
-    assert {url.split("@")[-1] for url in urls} == {"redis:6379/0", "redis:6379/1"}
+    assert {url.split("@")[-1] for url in urls} == {"redis:6379/0"}
     for url in urls:
         assert f"default:{REQUIRED}" in url
+
+
+def test_the_broker_is_rabbitmq_with_its_password() -> None:
+    services = compose()["services"]
+    broker_urls = {
+        str(service["environment"]["CELERY_BROKER_URL"])
+        for service in services.values()
+        if "CELERY_BROKER_URL" in (service.get("environment") or {})
+    }
+    [url] = broker_urls
+    assert url.startswith("amqp://userservice:")
+    assert url.endswith("@rabbitmq:5672/userservice")
+    assert "RABBITMQ_PASSWORD" in services["rabbitmq"]["environment"]["RABBITMQ_DEFAULT_PASS"]

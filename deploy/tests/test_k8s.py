@@ -22,3 +22,16 @@ def test_redis_urls_come_from_the_secret_only() -> None:
     assert not any(
         "redis://" in str(value) or "rediss://" in str(value) for value in config.values()
     )
+
+
+def test_the_broker_is_rabbitmq_with_a_quorum_majority() -> None:
+    documents = list(yaml.safe_load_all((BASE / "rabbitmq.yaml").read_text()))
+    [statefulset] = [d for d in documents if d["kind"] == "StatefulSet"]
+    [budget] = [d for d in documents if d["kind"] == "PodDisruptionBudget"]
+    [config] = [d for d in documents if d["kind"] == "ConfigMap"]
+    assert statefulset["spec"]["replicas"] == 3
+    assert budget["spec"]["maxUnavailable"] == 1
+    assert "consumer_timeout" in config["data"]["rabbitmq.conf"]
+    [secret] = [d for d in documents if d["kind"] == "Secret"]
+    assert all(value == "" for value in secret["stringData"].values())
+    assert "rabbitmq.yaml" in (BASE / "kustomization.yaml").read_text()

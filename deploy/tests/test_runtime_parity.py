@@ -71,3 +71,9 @@ def test_the_runtime_lock_has_what_kombus_redis_transport_needs() -> None:
     # celery[redis] asks for both; without the extra the worker cannot start.
     assert {"redis", "packaging"} <= pinned
     assert re.search(r"^celery\[redis\]", (ROOT / "requirements.in").read_text(), re.MULTILINE)
+
+
+def test_the_runtime_lock_has_kombus_rabbitmq_transport() -> None:
+    # RabbitMQ is the production broker: its client comes from the runtime lock.
+    assert re.search(r"^amqp==", (ROOT / "requirements.txt").read_text(), re.MULTILINE)
+    assert re.search(r"^amqp\b", (ROOT / "requirements.in").read_text(), re.MULTILINE)

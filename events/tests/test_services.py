@@ -7,12 +7,15 @@ from typing import Any
 
 import psycopg
 import pytest
+from django.conf import settings
 from django.core import mail
 from django.db import connection, transaction
 from django.utils import timezone
 from kombu.exceptions import OperationalError
 from rest_framework.test import APIClient
 
+from config.celery import app as celery_app
+from core.broker_probe import broker_queue_stats
 from events import services as outbox
 from events.models import HandledEvent, OutboxEvent
 from events.registry import (
@@ -26,6 +29,7 @@ from events.registry import (
     resolve,
 )
 from events.tasks import handle_events
+from events.tests.conftest import wait_for
 from users import services as user_services
 from users.models import User
 from users.tests.factories import UserFactory
@@ -38,6 +42,69 @@ STRONG = "violet-harbour-lantern-42"
 def only_event(topic: str) -> OutboxEvent:
     [event] = OutboxEvent.objects.filter(topic=topic)
     return event
+
+
+@pytest.mark.rabbitmq
+class TestRelayConfirmedByRabbitMQ:
+    """Publisher confirms: the relay marks an event published only once the broker has it."""
+
+    @pytest.fixture
+    def events_queue(self, rabbitmq: Any) -> Any:
+        # Declared as a worker would; no worker reads it in this run, so what the relay
+        # publishes stays there.
+        queue = celery_app.amqp.queues["events"]
+        with celery_app.connection_for_write() as connection:
+            queue.bind(connection.default_channel).declare()
+            queue.bind(connection.default_channel).purge()
+        yield rabbitmq
+        with celery_app.connection_for_write() as connection:
+            queue.bind(connection.default_channel).purge()
+
+    @staticmethod
+    def refusing_publishes(rabbitmq: Any) -> Any:
+        """A full queue that rejects new messages: the broker answers a publish with a nack."""
+        policy = '{"max-length": 0, "overflow": "reject-publish"}'
+        rabbitmq.ctl("set_policy", "--apply-to", "queues", "refuse", "^events$", policy)
+        wait_for(lambda: "refuse" in rabbitmq.ctl("list_queues", "name", "policy"))
+        return rabbitmq
+
+    @staticmethod
+    def depth() -> int:
+        return broker_queue_stats(url=settings.CELERY_BROKER_URL, queues=["events"], timeout=5)[
+            "events"
+        ]
+
+    def test_a_refused_publish_leaves_the_event_unpublished(self, events_queue: Any) -> None:
+        payload = {"id": str(uuid.uuid4()), "updated_at": timezone.now().isoformat()}
+        filler = OutboxEvent.objects.create(topic=USER_UPDATED, aggregate_id="a", payload=payload)
+        event = OutboxEvent.objects.create(topic=USER_UPDATED, aggregate_id="b", payload=payload)
+        rabbitmq = self.refusing_publishes(events_queue)
+        try:
+            # A quorum queue enforces its length limit once a message is past it.
+            outbox.event_relay(event=filler)
+            assert self.depth() == 1
+
+            assert outbox.event_relay(event=event) is False
+        finally:
+            rabbitmq.ctl("clear_policy", "refuse")
+            wait_for(lambda: "refuse" not in rabbitmq.ctl("list_queues", "name", "policy"))
+
+        event.refresh_from_db()
+        assert event.published_at is None
+        assert event.last_error.startswith("OperationalError")
+        assert self.depth() == 1
+        assert outbox.event_relay(event=event) is True
+        assert self.depth() == 2
+
+    def test_a_confirmed_publish_is_in_the_queue_when_marked(self, events_queue: Any) -> None:
+        payload = {"id": str(uuid.uuid4()), "updated_at": timezone.now().isoformat()}
+        event = OutboxEvent.objects.create(topic=USER_UPDATED, aggregate_id="a", payload=payload)
+
+        assert outbox.event_relay(event=event) is True
+
+        event.refresh_from_db()
+        assert event.published_at is not None
+        assert self.depth() == 1
 
 
 class TestPublishFromUserServices:

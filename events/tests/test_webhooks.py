@@ -8,6 +8,7 @@ import json
 import socket
 import threading
 import time
+import uuid
 from datetime import timedelta
 from typing import Any
 from urllib.parse import urlsplit
@@ -310,6 +311,22 @@ class TestBatch:
         assert set(WebhookDelivery.objects.values_list("status", flat=True)) == {
             WebhookDelivery.Status.PENDING
         }
+
+    def test_a_redelivered_message_takes_over_the_leases_of_a_lost_worker(
+        self, receiver: Receiver
+    ) -> None:
+        batch = self.deliveries(receiver, 2)
+        # Leased by an attempt whose worker was killed: the lease has a minute to run.
+        leased_until = timezone.now() + timedelta(seconds=60)
+        WebhookDelivery.objects.update(claimed_until=leased_until, claim_token=uuid.uuid4())
+        ids = [d.pk for d in batch]
+
+        assert webhooks.webhook_attempt_batch(delivery_ids=ids) == {}
+        assert receiver.requests == []
+
+        assert webhooks.webhook_attempt_batch(delivery_ids=ids, reclaim=True) == {}
+        assert len(receiver.requests) == 2
+        assert WebhookDelivery.objects.filter(status=WebhookDelivery.Status.DELIVERED).count() == 2
 
 
 class TestConnections:

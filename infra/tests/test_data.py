@@ -60,11 +60,11 @@ def test_tls_is_required_by_the_server(stage: Synthesized) -> None:
     )
 
 
-def test_two_redis_stores_with_auth_tls_and_failover(stage: Synthesized) -> None:
+def test_the_cache_is_redis_with_auth_tls_and_failover(stage: Synthesized) -> None:
     groups = [
         r["Properties"] for r in stage.resources("AWS::ElastiCache::ReplicationGroup").values()
     ]
-    assert len(groups) == 2  # the cache and the broker
+    assert len(groups) == 1  # the cache; the broker is RabbitMQ
     for group in groups:
         assert group["TransitEncryptionEnabled"] is True
         assert group["AtRestEncryptionEnabled"] is True
@@ -73,19 +73,28 @@ def test_two_redis_stores_with_auth_tls_and_failover(stage: Synthesized) -> None
         assert "{{resolve:secretsmanager:" in str(group["AuthToken"])
 
 
-def test_the_broker_never_evicts_and_the_cache_may(stage: Synthesized) -> None:
-    policies = sorted(
+def test_the_cache_may_evict(stage: Synthesized) -> None:
+    policies = [
         r["Properties"]["Properties"]["maxmemory-policy"]
         for r in stage.resources("AWS::ElastiCache::ParameterGroup").values()
-    )
-    assert policies == ["allkeys-lru", "noeviction"]
+    ]
+    assert policies == ["allkeys-lru"]
 
 
-def test_redis_urls_are_rediss(stage: Synthesized) -> None:
+def test_the_broker_is_amazon_mq_for_rabbitmq(stage: Synthesized) -> None:
+    [broker] = [r["Properties"] for r in stage.resources("AWS::AmazonMQ::Broker").values()]
+    assert broker["EngineType"] == "RABBITMQ"
+    assert broker["PubliclyAccessible"] is False
+    assert "{{resolve:secretsmanager:" in str(broker["Users"][0]["Password"])
+    expected = "CLUSTER_MULTI_AZ" if stage.stack.stage.broker_cluster else "SINGLE_INSTANCE"
+    assert broker["DeploymentMode"] == expected
+
+
+def test_urls_are_tls_only(stage: Synthesized) -> None:
     web = stage.containers()["web"]
     templates = {e["Name"]: str(e["Value"]) for e in web["Environment"]}
     assert templates["REDIS_URL_TEMPLATE"].find("rediss://:{password}@") != -1
-    assert "ssl_cert_reqs=required" in templates["CELERY_BROKER_URL_TEMPLATE"]
+    assert "amqps://{username}:{password}@" in templates["CELERY_BROKER_URL_TEMPLATE"]
 
 
 def test_only_the_load_balancer_admits_addresses(stage: Synthesized) -> None:

@@ -24,6 +24,7 @@ class StageConfig:
     deletion_protection: bool
     cache_node_type: str
     broker_node_type: str
+    broker_cluster: bool
     web_cpu: int
     web_memory_mib: int
     web_concurrency: int
@@ -49,6 +50,7 @@ _STAGE_KEYS = {
     "deletion_protection": "deletionProtection",
     "cache_node_type": "cacheNodeType",
     "broker_node_type": "brokerNodeType",
+    "broker_cluster": "brokerCluster",
     "web_cpu": "webCpu",
     "web_memory_mib": "webMemoryMiB",
     "web_concurrency": "webConcurrency",

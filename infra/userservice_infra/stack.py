@@ -6,10 +6,12 @@ from pathlib import Path
 from aws_cdk import (
     CfnOutput,
     Duration,
+    Fn,
     RemovalPolicy,
     Size,
     Stack,
 )
+from aws_cdk import aws_amazonmq as amazonmq
 from aws_cdk import aws_certificatemanager as acm
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as cloudwatch_actions
@@ -40,6 +42,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 APP_PORT = 8000
 WORKER_METRICS_PORT = 9808
 REDIS_PORT = 6379
+AMQPS_PORT = 5671
 # The test listener CodeDeploy routes the new (green) tasks to before the switch.
 TEST_LISTENER_PORT = 9443
 # The image's entrypoint on ECS: fills the connection templates (scripts/ecs_entrypoint.py).
@@ -139,6 +142,76 @@ class RedisStore(Construct):
             )
 
 
+class RabbitMQBroker(Construct):
+    """Amazon MQ for RabbitMQ, the Celery broker: a three-node cluster across zones (quorum
+    queues keep a majority when one node is lost) or, for a small stage, one node.
+
+    TLS only (amqps://), reachable only from the tasks that use it. Exposes a URL template
+    plus the secret's JSON, as RedisStore does, so the tasks fill it the same way.
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        vpc: ec2.IVpc,
+        instance_type: str,
+        cluster: bool,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.secret = secretsmanager.Secret(
+            self,
+            "Credentials",
+            description=f"User and password of the {construct_id} (in its amqps:// URL).",
+            generate_secret_string=secretsmanager.SecretStringGenerator(
+                secret_string_template=json.dumps({"username": "userservice"}),
+                generate_string_key="password",
+                # Amazon MQ refuses commas, colons and equals signs; length carries the strength.
+                exclude_punctuation=True,
+                password_length=64,
+            ),
+        )
+        self.security_group = ec2.SecurityGroup(
+            self,
+            "SecurityGroup",
+            vpc=vpc,
+            description=f"{construct_id}: reachable only from the tasks that use it",
+            allow_all_outbound=False,
+        )
+        subnets = vpc.select_subnets(subnet_type=ec2.SubnetType.PRIVATE_ISOLATED).subnet_ids
+        self.broker = amazonmq.CfnBroker(
+            self,
+            "Broker",
+            broker_name=f"{Stack.of(self).stack_name}-{construct_id}".lower(),
+            engine_type="RABBITMQ",
+            engine_version="3.13",
+            host_instance_type=instance_type,
+            deployment_mode="CLUSTER_MULTI_AZ" if cluster else "SINGLE_INSTANCE",
+            subnet_ids=subnets if cluster else subnets[:1],
+            security_groups=[self.security_group.security_group_id],
+            publicly_accessible=False,
+            auto_minor_version_upgrade=True,
+            logs=amazonmq.CfnBroker.LogListProperty(general=True),
+            users=[
+                amazonmq.CfnBroker.UserProperty(
+                    username="userservice",
+                    password=self.secret.secret_value_from_json("password").unsafe_unwrap(),
+                )
+            ],
+        )
+        # "amqps://b-....mq.REGION.amazonaws.com:5671" without its scheme.
+        endpoint = Fn.select(1, Fn.split("://", Fn.select(0, self.broker.attr_amqp_endpoints)))
+        self.url_template = f"amqps://{{username}}:{{password}}@{endpoint}/"
+
+    def allow_from(self, *peers: ec2.IConnectable) -> None:
+        """Let these tasks reach AMQP over TLS, and nothing else."""
+        for peer in peers:
+            self.security_group.connections.allow_from(
+                peer, ec2.Port.tcp(AMQPS_PORT), "AMQPS from the tasks that use it"
+            )
+
+
 class UserServiceStack(Stack):
     """Network, database, Redis, ECS services, blue-green releases and alarms of one stage."""
 
@@ -192,16 +265,14 @@ class UserServiceStack(Stack):
             maxmemory_policy="allkeys-lru",
             database=0,
         )
-        self.broker = RedisStore(
+        # RabbitMQ, not Redis: a killed worker's tasks come back the moment its connection
+        # drops, and a publish returns once the broker has confirmed it (docs/events.md).
+        self.broker = RabbitMQBroker(
             self,
             "Broker",
             vpc=self.vpc,
-            node_type=stage.broker_node_type,
-            # A broker must never evict: an evicted key is a lost task.
-            maxmemory_policy="noeviction",
-            database=0,
-            # Celery refuses a rediss:// broker URL without an explicit certificate policy.
-            url_query="?ssl_cert_reqs=required",
+            instance_type=stage.broker_node_type,
+            cluster=stage.broker_cluster,
         )
         self.cache.allow_from(self.task_groups["web"], self.task_groups["worker"])
         self.broker.allow_from(
