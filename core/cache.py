@@ -814,9 +814,8 @@ class VersionedCache:
         if client is None or not versions:
             return
         script = client.register_script(_ADVANCE)
+        ttl_ms = self._stamp_ttl_ms()
         with client.pipeline(transaction=False) as pipe:
             for key, version in versions.items():
-                script(
-                    keys=[self.stamp_key(key)], args=[version, self._stamp_ttl_ms()], client=pipe
-                )
+                script(keys=[self.stamp_key(key)], args=[version, ttl_ms], client=pipe)
             pipe.execute()

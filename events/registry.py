@@ -23,6 +23,10 @@ class DependencyDown(Exception):
     """
 
 
+# The handler label of a failure that concerns every handler of an event: one that came
+# before any handler ran, or an event whose topic has none.
+ALL_HANDLERS = "all"
+
 USER_CREATED = "user.created"
 USER_UPDATED = "user.updated"
 USER_DEACTIVATED = "user.deactivated"

@@ -5,7 +5,7 @@ describes, so it exists exactly when the change does. After commit the relay han
 the broker at once (the fast path); if the broker is unreachable the row simply stays
 unpublished and the periodic sweeper hands it over later. A relay that crashed between
 enqueueing and marking the row publishes it again: handlers therefore record what they
-handled (event_handle), which makes the redelivery a no-op.
+handled (event_handle_batch), which makes the redelivery a no-op.
 """
 
 import logging
@@ -62,7 +62,7 @@ def event_relay(*, event: OutboxEvent) -> bool:
     No row lock and no transaction: one UPDATE after the hand-over. The sweeper leaves
     events younger than EVENTS_SWEEP_AFTER_SECONDS to this path, so the two meet only if
     this one is that late, and a second hand-over is absorbed by the handlers' idempotency
-    (`event_handle`). Never raises: the change is committed and the event is safe in the
+    (`event_handle_batch`). Never raises: the change is committed and the event is safe in the
     outbox, so a broker (or any other) failure here is logged, recorded on the row and
     left to the sweeper. Returns whether this call published the event.
     """
@@ -207,7 +207,9 @@ def event_handle_batch(*, event_ids: Sequence[UUID]) -> dict[OutboxEvent, dict[s
             logger.info("handling event %s", event.pk)
         if event.topic not in registry.TOPICS:
             # Its topic was renamed or removed: it fails alone, left to the operators.
-            failures[event] = {"all": LookupError(f"no handlers for topic {event.topic!r}")}
+            failures[event] = {
+                registry.ALL_HANDLERS: LookupError(f"no handlers for topic {event.topic!r}")
+            }
     for name, group in _by_handler(events).items():
         for failed, exc in _handle_group(name, group, deadline=deadline).items():
             failures.setdefault(failed, {})[name] = exc

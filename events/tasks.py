@@ -18,9 +18,6 @@ from events.models import OutboxEvent
 
 logger = logging.getLogger(__name__)
 
-# The handler label of a failure that came before any handler ran.
-ALL_HANDLERS = "all"
-
 # A batch runs when this many messages are buffered, or this long after the first: under
 # load, batches fill and their fixed costs are shared; when idle, an event waits at most
 # the interval. The prefetch (CELERY_WORKER_PREFETCH_MULTIPLIER) must let a batch fill.
@@ -51,7 +48,9 @@ def handle_events(requests: list[SimpleRequest]) -> None:
     except Exception as unhandled:
         # Before any handler ran (the database unreachable, say): all of them are owed.
         logger.warning("a batch of %d events failed: %s", len(event_ids), unhandled)
-        failures = {(str(event_id), "unknown"): {ALL_HANDLERS: unhandled} for event_id in event_ids}
+        failures = {
+            (str(event_id), "unknown"): {registry.ALL_HANDLERS: unhandled} for event_id in event_ids
+        }
     for (event_id, topic), failed in failures.items():
         if not _retry_alone(event_id, topic, failed):
             # The broker refused one: the rest would wait on it the same way. They stay
@@ -86,14 +85,18 @@ def handle_event(self: Task, event_id: str, handler_name: str | None = None) -> 
     messages an earlier release queued naming one handler; every handler of the event is
     run, and those that have handled it already do nothing.
     """
+    topic, failed = "", {}
     try:
         # The event may be newer than anything a replica has replayed.
         with db_router.use_primary():
             failures = services.event_handle_batch(event_ids=[UUID(event_id)])
-        failed = next(iter(failures.values()), {})
+        # At most this one event: its topic (already read) labels the retry's metrics.
+        for event, errors in failures.items():
+            topic, failed = event.topic, errors
     except Exception as unhandled:
-        metrics.FAILED.labels(_topic(event_id), ALL_HANDLERS).inc()
-        failed = {ALL_HANDLERS: unhandled}
+        topic = _topic(event_id)
+        metrics.FAILED.labels(topic, registry.ALL_HANDLERS).inc()
+        failed = {registry.ALL_HANDLERS: unhandled}
     if not failed:
         return
     names = ", ".join(sorted(failed))
@@ -107,7 +110,6 @@ def handle_event(self: Task, event_id: str, handler_name: str | None = None) -> 
     if not waiting and self.request.retries >= settings.EVENTS_HANDLER_MAX_RETRIES:
         logger.error("handlers %s gave up on event %s", names, event_id, exc_info=exc)
         raise exc
-    topic = _topic(event_id)
     for name in failed:
         metrics.RETRIED.labels(topic, name).inc()
     raise self.retry(exc=exc, countdown=_backoff(attempt=self.request.retries + 1)) from exc
