@@ -33,7 +33,8 @@ also on failure (its logs are then kept and their directory printed).
 
 Environment: BENCH_USERS (1000000), BENCH_TOKEN_USERS (100000: the hot set with tokens),
 BENCH_PRIME_USERS (10000: the hottest, primed for warm),
-BENCH_DURATION (10s), BENCH_SIGNUP_DURATION (5s), BENCH_CONNECTIONS (32),
+BENCH_DURATION (10s), BENCH_SIGNUP_DURATION (5s), BENCH_PATCH_DURATION (20s: the
+event pipeline's targets are for a sustained rate), BENCH_CONNECTIONS (32),
 BENCH_SIGNUP_CONNECTIONS (4), BENCH_THREADS (2), BENCH_ZIPF_S (1.1), BENCH_ROUNDS (3),
 BENCH_WRITE_SHARE (0.05), BENCH_DRAIN_SECONDS (60), WEB_CONCURRENCY (2),
 BENCH_SUBSCRIBERS (1: webhook subscriptions to `user.updated`, each a path of the receiver),
@@ -72,6 +73,7 @@ TOKEN_USERS = int(os.environ.get("BENCH_TOKEN_USERS", "100000"))
 PRIME_USERS = os.environ.get("BENCH_PRIME_USERS", "10000")
 DURATION = os.environ.get("BENCH_DURATION", "10s")
 SIGNUP_DURATION = os.environ.get("BENCH_SIGNUP_DURATION", "5s")
+PATCH_DURATION = os.environ.get("BENCH_PATCH_DURATION", "20s")
 CONNECTIONS = os.environ.get("BENCH_CONNECTIONS", "32")
 SIGNUP_CONNECTIONS = os.environ.get("BENCH_SIGNUP_CONNECTIONS", "4")
 THREADS = os.environ.get("BENCH_THREADS", "2")
@@ -191,7 +193,7 @@ class Bench:
         return wrk(
             port,
             settings,
-            duration=SIGNUP_DURATION if signup else DURATION,
+            duration={"signup": SIGNUP_DURATION, "patch": PATCH_DURATION}.get(name, DURATION),
             connections=SIGNUP_CONNECTIONS if signup else CONNECTIONS,
             threads=THREADS,
         )
@@ -345,7 +347,8 @@ def print_results(
     print(f"\n{time.strftime('%Y-%m-%d %H:%M %Z')}, {cpu_model()}")
     print(
         f"{USERS} users ({TOKEN_USERS} with tokens), Zipf s={ZIPF_S}, wrk -t{THREADS} "
-        f"-c{CONNECTIONS} -d{DURATION} (signup -c{SIGNUP_CONNECTIONS} -d{SIGNUP_DURATION}), "
+        f"-c{CONNECTIONS} -d{DURATION} (patch -d{PATCH_DURATION}, signup "
+        f"-c{SIGNUP_CONNECTIONS} -d{SIGNUP_DURATION}), "
         f"gunicorn {WORKERS} sync workers, {os.cpu_count()} CPUs, medians of {ROUNDS} "
         f"interleaved rounds; load average at the end {load[0]:.2f} "
         f"{load[1]:.2f} {load[2]:.2f}; the deep list page is {deep_pages} pages in\n"

@@ -153,8 +153,8 @@ class CachedPrincipal(User):
     """A user rebuilt from the user cache for `request.user`: read-only.
 
     It has no password hash (the cache never holds one), so saving it would blank the
-    stored hash; it refuses to be saved or deleted instead. Writes start from the row
-    (users.selectors.user_get, then users.services).
+    stored hash; it refuses to be saved or deleted instead. Writes start from the row,
+    which the services read and lock (users.services).
     """
 
     class Meta:

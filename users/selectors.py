@@ -24,11 +24,15 @@ def user_get(*, user_id: UUID, viewer: User) -> User | None:
     """The user with this id if `viewer` may see it (themselves, or staff), else None.
 
     Visibility is decided before the lookup, so a caller learns nothing about ids it may
-    not see: the API answers 404 for both "absent" and "not yours". Always the database
-    row: this is what writes start from.
+    not see: the API answers 404 for both "absent" and "not yours". The viewer's own id
+    answers with `viewer` itself, the user this request was authenticated as, with no
+    query: every write re-reads and locks the row it changes (users.services), so this
+    copy only decides who may act, as authentication already did.
     """
     if not user_visible(user_id=user_id, viewer=viewer):
         return None
+    if user_id == viewer.pk:
+        return viewer
     return User.objects.filter(pk=user_id).first()
 
 

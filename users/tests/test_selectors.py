@@ -14,9 +14,12 @@ pytestmark = pytest.mark.django_db
 
 
 class TestUserGet:
-    def test_users_see_themselves(self) -> None:
+    def test_users_see_themselves_as_authenticated_with_no_query(
+        self, django_assert_num_queries
+    ) -> None:
         user = UserFactory.create()
-        assert selectors.user_get(user_id=user.pk, viewer=user) == user
+        with django_assert_num_queries(0):
+            assert selectors.user_get(user_id=user.pk, viewer=user) is user
 
     def test_users_do_not_see_others_and_no_query_is_made(self, django_assert_num_queries) -> None:
         user, other = UserFactory.create(), UserFactory.create()

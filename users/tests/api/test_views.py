@@ -151,6 +151,18 @@ class TestPartialUpdate:
         user.refresh_from_db()
         assert user.display_name == "Renamed"
 
+    def test_query_count(
+        self, user: User, client_for: ClientFor, django_assert_num_queries
+    ) -> None:
+        client = client_for(user)
+        # The token lookup with its user (cold: see TestRetrieve), then the write: a
+        # savepoint (the test's transaction holds the real one), the row locked, updated,
+        # the event inserted, the savepoint released. One's own record is not read first:
+        # the authenticated user is the object the permissions check.
+        with django_assert_num_queries(6):
+            response = client.patch(url(user), {"display_name": "Counted"}, format="json")
+        assert response.status_code == 200
+
     @pytest.mark.parametrize(
         "body",
         [
