@@ -13,7 +13,8 @@ DEV := $(VENV)/.dev-installed
 EMBEDDED := DJANGO_DEBUG=true
 # `make test` uses its own instance of the services, apart from `make services-up`'s.
 TEST_PORT_BASE ?= 26432
-TEST_SERVICES := SERVICES_NAME=test SERVICES_PORT_BASE=$(TEST_PORT_BASE) SERVICES_ENV_FILE=.services.test.env
+# SERVICES_DIR emptied: one sourced from a .services.env names another instance's directory.
+TEST_SERVICES := SERVICES_NAME=test SERVICES_PORT_BASE=$(TEST_PORT_BASE) SERVICES_DIR= SERVICES_ENV_FILE=.services.test.env
 # `make serve`: production settings, on plain HTTP on loopback.
 SERVE_ENV := DJANGO_DEBUG=false DJANGO_SECURE_SSL_REDIRECT=false DJANGO_SECURE_COOKIES=false
 SERVE_ENV_FILE ?= .services.env
@@ -226,7 +227,7 @@ bench-cache: $(DEV) $(WRK) ## `make bench` limited to GET /users/{id}/ cold and 
 
 # Its own disposable services (instance "plans"), whose event tables the script empties.
 BENCH_PLANS_PORT_BASE ?= 27732
-BENCH_PLANS_SERVICES := SERVICES_NAME=plans SERVICES_PORT_BASE=$(BENCH_PLANS_PORT_BASE) \
+BENCH_PLANS_SERVICES := SERVICES_NAME=plans SERVICES_PORT_BASE=$(BENCH_PLANS_PORT_BASE) SERVICES_DIR= \
 	SERVICES_ENV_FILE=.services.plans.env
 
 bench-outbox-plans: $(RUNTIME) ## Plans of the event pipeline's queries at 1M outbox rows (own services); fails on a Seq Scan

@@ -31,9 +31,14 @@ def read_env_file(path: Path) -> dict[str, str]:
 
 
 def services_env(name: str, port_base: str, env_file: Path) -> dict[str, str]:
-    """The environment that points scripts/services.sh at one instance."""
+    """The environment that points scripts/services.sh at one instance.
+
+    Without the SERVICES_DIR of a `.services.env` sourced into the caller's shell: the
+    script would take that other instance's directory for this one's, and stop it.
+    """
+    inherited = {key: value for key, value in os.environ.items() if key != "SERVICES_DIR"}
     return {
-        **os.environ,
+        **inherited,
         "SERVICES_NAME": name,
         "SERVICES_PORT_BASE": port_base,
         "SERVICES_ENV_FILE": str(env_file),

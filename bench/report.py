@@ -2,6 +2,7 @@
 numbers in compact lines, then memory."""
 
 import math
+import os
 import statistics
 from collections.abc import Mapping, Sequence
 
@@ -56,8 +57,36 @@ def _extra(name: str, r: Figures) -> str:
             f"{_num(r.get('drain_s'), '{:.1f}')} s after the load; {cpu}, worker CPU "
             f"{_num(r.get('worker_cpu_ms_per_event'), '{:.2f}')} ms/event "
             f"({_num(r.get('worker_cpu_ms_per_delivery'), '{:.2f}')} ms/delivery)"
+            f"{_budget(r)}"
         )
     return cpu if "web_cpu_ms_per_request" in r else ""
+
+
+# Every process a write costs CPU in, as bench/run.py names their figures.
+_BUDGET = (
+    ("web", "web_cpu_ms_per_request"),
+    ("worker", "worker_cpu_ms_per_event"),
+    ("PostgreSQL primary", "postgresql_primary_cpu_ms_per_request"),
+    ("replica", "postgresql_replica_cpu_ms_per_request"),
+    ("Redis", "redis_cpu_ms_per_request"),
+    ("wrk", "load_cpu_ms_per_request"),
+)
+
+
+def _budget(r: Figures) -> str:
+    """CPU per request on every process, their sum, and the rate the cores allow at it."""
+    if "load_cpu_ms_per_request" not in r:
+        return ""
+    parts = {name: r.get(key, math.nan) for name, key in _BUDGET}
+    total = sum(value for value in parts.values() if not math.isnan(value))
+    cores = os.cpu_count() or 1
+    listed = ", ".join(f"{name} {_num(value, '{:.2f}')}" for name, value in parts.items())
+    return (
+        f"; CPU ms per request by process: {listed}, sum {total:.2f} "
+        f"(so at most {1000 * cores / total:.0f} req/s on {cores} cores)"
+        if total
+        else ""
+    )
 
 
 def table(result: Mapping[str, Figures]) -> None:

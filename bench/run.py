@@ -61,7 +61,7 @@ import redis
 
 from bench import report
 from bench.celery_worker import worker_and_beat
-from bench.cpu import session_cpu_seconds
+from bench.cpu import children_cpu_seconds, service_pids, session_cpu_seconds, tree_cpu_seconds
 from bench.load import wrk
 from bench.memory import workers_resident_mb
 from bench.metrics import scenario_figures, snapshot
@@ -204,9 +204,13 @@ class Bench:
             self.python("bench/prime.py", str(self.work / "users.txt"), PRIME_USERS)
         before = snapshot(self.metrics_dir)
         web_cpu, worker_cpu = self.cpu()
+        services_cpu = self.services_cpu()
+        load_cpu = children_cpu_seconds()
         started = time.time()
         figures = self.load(APP_PORT, name)
         ended = time.time()
+        # wrk is the only child process that ends during the load.
+        load_cpu = children_cpu_seconds() - load_cpu
         web_cpu = session_cpu_seconds(self.app_session) - web_cpu
         figures.update(scenario_figures(before, snapshot(self.metrics_dir), figures["requests"]))
         figures["web_cpu_ms_per_request"] = 1000 * web_cpu / max(figures["requests"], 1)
@@ -228,11 +232,26 @@ class Bench:
             worker_cpu = session_cpu_seconds(self.worker_session) - worker_cpu
             figures["worker_cpu_ms_per_event"] = 1000 * worker_cpu / max(delivered, 1)
             figures["worker_cpu_ms_per_delivery"] = figures["worker_cpu_ms_per_event"] / SUBSCRIBERS
+            # Where a write's CPU goes, on every process it touches (the load generator's
+            # too): what the machine's cores bound the rate to.
+            requests = max(figures["requests"], 1)
+            for server, seconds in self.services_cpu().items():
+                figures[f"{server}_cpu_ms_per_request"] = (
+                    1000 * (seconds - services_cpu[server]) / requests
+                )
+            figures["load_cpu_ms_per_request"] = 1000 * load_cpu / requests
         return figures
 
     def cpu(self) -> tuple[float, float]:
         """CPU seconds used so far by the app's process group and the worker's."""
         return session_cpu_seconds(self.app_session), session_cpu_seconds(self.worker_session)
+
+    def services_cpu(self) -> dict[str, float]:
+        """CPU seconds used so far by the disposable servers, by name (bench.cpu)."""
+        return {
+            name.lower().replace(" ", "_"): sum(tree_cpu_seconds(pid) for pid in pids)
+            for name, pids in service_pids(self.env).items()
+        }
 
     @contextlib.contextmanager
     def app(self) -> Iterator[int]:

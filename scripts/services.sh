@@ -23,6 +23,12 @@ die() { log "error: $*"; exit 1; }
 [[ $SERVICES_PORT_BASE =~ ^[0-9]+$ ]] || die "SERVICES_PORT_BASE must be a number"
 [[ $SERVICES_DIR == /* ]] || die "SERVICES_DIR must be an absolute path"
 [[ $BROKER == redis || $BROKER == rabbitmq ]] || die "BROKER must be redis or rabbitmq"
+# Each instance's directory records its port base. A SERVICES_DIR left in the environment
+# by sourcing another instance's env file would otherwise point this one at that one's
+# data, and `up` or `down` would stop and delete it.
+if [[ -f $SERVICES_DIR/port-base && $(<"$SERVICES_DIR/port-base") != "$SERVICES_PORT_BASE" ]]; then
+  die "SERVICES_DIR=$SERVICES_DIR holds the instance on port base $(<"$SERVICES_DIR/port-base"), not $SERVICES_PORT_BASE; unset SERVICES_DIR"
+fi
 
 PRIMARY_PORT=$SERVICES_PORT_BASE
 REPLICA_PORT=$((SERVICES_PORT_BASE + 1))
@@ -99,6 +105,7 @@ as_pg_user() {
 
 prepare_dirs() {
   mkdir -p "$SERVICES_DIR" "$SOCKET_DIR" "$LOG_DIR" "$RUN_DIR" "$REDIS_DIR"
+  echo "$SERVICES_PORT_BASE" >"$SERVICES_DIR/port-base"
   if [[ $EUID -eq 0 ]]; then chown "$PG_USER:" "$SERVICES_DIR" "$SOCKET_DIR" "$LOG_DIR" "$RUN_DIR" "$REDIS_DIR"; fi
   as_pg_user test -w "$SERVICES_DIR" || die "$PG_USER cannot write $SERVICES_DIR (parent dir not traversable?)"
 }
