@@ -3,7 +3,8 @@
 Registered by bench/seed.py as BENCH_SUBSCRIBERS webhook subscriptions, one path each
 (/hook/0, /hook/1, ...). It answers 204 at once, keeping connections alive as real
 receivers do, and keeps, per event id (the `X-Webhook-Id` header) and path, the
-wall-clock time the request first reached it (retries and duplicates keep the first).
+wall-clock time the request first reached it (retries and duplicates keep the first),
+and how many requests came again for an event and path it already had.
 bench/run.py subtracts each event's commit time from its last subscriber's arrival to
 get commit-to-webhook latency.
 """
@@ -22,11 +23,21 @@ class Arrivals:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._times: dict[str, dict[str, float]] = {}
+        self._repeats: dict[str, int] = {}
 
     def note(self, event_id: str, path: str, at: float) -> None:
-        """Keep the first arrival of an event at a path."""
+        """Keep the first arrival of an event at a path; count any later one."""
         with self._lock:
-            self._times.setdefault(event_id, {}).setdefault(path, at)
+            paths = self._times.setdefault(event_id, {})
+            if path in paths:
+                self._repeats[event_id] = self._repeats.get(event_id, 0) + 1
+            else:
+                paths[path] = at
+
+    def repeats(self, event_id: str) -> int:
+        """How many requests for this event reached a path that already had it."""
+        with self._lock:
+            return self._repeats.get(event_id, 0)
 
     def get(self, event_id: str, subscribers: int = 1) -> float | None:
         """When the event had reached `subscribers` paths (the last first arrival), or None."""
@@ -110,6 +121,7 @@ def commit_to_webhook(
     return {
         "events": float(len(rows)),
         "undelivered": float(len(rows) - len(latencies)),
+        "duplicates": float(sum(arrivals.repeats(event_id) for event_id, _ in rows)),
         "hook_p50_s": percentile(0.50),
         "hook_p95_s": percentile(0.95),
         "hook_p99_s": percentile(0.99),

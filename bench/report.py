@@ -53,7 +53,8 @@ def _extra(name: str, r: Figures) -> str:
         return (
             f"commit-to-webhook p50/p95/p99 {_num(r['hook_p50_s'], '{:.2f}')}/"
             f"{_num(r['hook_p95_s'], '{:.2f}')}/{_num(r['hook_p99_s'], '{:.2f}')} s, "
-            f"{r['events']:.0f} events, {r['undelivered']:.0f} late, drained "
+            f"{r['events']:.0f} events, {r['undelivered']:.0f} late, "
+            f"{_num(r.get('duplicates'))} duplicates, drained "
             f"{_num(r.get('drain_s'), '{:.1f}')} s after the load; {cpu}, worker CPU "
             f"{_num(r.get('worker_cpu_ms_per_event'), '{:.2f}')} ms/event "
             f"({_num(r.get('worker_cpu_ms_per_delivery'), '{:.2f}')} ms/delivery)"
@@ -164,6 +165,7 @@ def targets(result: Mapping[str, Figures], resident: Mapping[str, Sequence[float
     check("PATCH commit-to-webhook p99 s, below", "patch", "hook_p99_s", 1.0, at_least=False)
     check("PATCH backlog drained, s, at most", "patch", "drain_s", 5.0, at_least=False)
     check("PATCH undelivered webhooks, at most", "patch", "undelivered", 0, at_least=False)
+    check("PATCH duplicate webhooks, at most", "patch", "duplicates", 0, at_least=False)
     check("web CPU ms per PATCH, at most", "patch", "web_cpu_ms_per_request", 4.0, at_least=False)
     check(
         "worker CPU ms per event delivered, at most",

@@ -250,6 +250,12 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 # batches (events.tasks.handle_events): the prefetch must let a batch of EVENTS_BATCH_SIZE
 # fill. A killed worker's prefetched messages come back to the queue (acks late).
 CELERY_WORKER_PREFETCH_MULTIPLIER = env.int("CELERY_WORKER_PREFETCH_MULTIPLIER", default=32)
+# After a reconnect Celery would lower the prefetch by what the worker still holds and
+# raise it back as tasks finish; buffered batch messages do not finish that way, and
+# RabbitMQ's quorum queues never see the raise (Celery issue 9512), so the worker could
+# stay below a batch for good. The messages held on the lost connection are redelivered
+# anyway (acks late), so the full prefetch is safe.
+CELERY_WORKER_ENABLE_PREFETCH_COUNT_REDUCTION = False
 CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=60)
 # The soft limit raises inside the task first, so it can end cleanly (its transaction rolls back).
 CELERY_TASK_SOFT_TIME_LIMIT = CELERY_TASK_TIME_LIMIT * 0.8

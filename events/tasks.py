@@ -5,6 +5,7 @@ redelivered or late message sees the current state.
 """
 
 import logging
+from typing import Any
 from uuid import UUID
 
 from celery import Task, shared_task
@@ -27,7 +28,28 @@ HANDLER_BATCH = {
 }
 
 
-@shared_task(base=Batches, name="events.tasks.handle_events", **HANDLER_BATCH)
+class HandlerBatches(Batches):
+    """celery-batches' task class, with its flush timer started again after a reconnect.
+
+    When the broker connection is lost, Celery clears the consumer's timer and, once
+    connected again, builds each task's strategy anew. Batches keeps its handle on the
+    cleared timer entry and never starts another, so a buffer short of `flush_every`
+    would wait for more messages forever (celery-batches issues 99 and 107). Dropping the
+    handle when the strategy is rebuilt lets the next message start a live timer.
+    """
+
+    # Set by Batches.__init__: the repeating flush's timer entry, None while none runs.
+    _tref: Any
+
+    def Strategy(self, task: Task, app: Any, consumer: Any) -> Any:
+        """Forget the previous consumer's timer entry, then build the strategy as usual."""
+        if self._tref is not None:
+            self._tref.cancel()
+            self._tref = None
+        return super().Strategy(task, app, consumer)
+
+
+@shared_task(base=HandlerBatches, name="events.tasks.handle_events", **HANDLER_BATCH)
 def handle_events(requests: list[SimpleRequest]) -> None:
     """Run the handlers of every event in a batch of messages, each naming one event.
 

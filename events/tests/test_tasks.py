@@ -11,6 +11,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from itertools import pairwise
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -392,3 +393,33 @@ def test_concurrent_sign_ups_make_exactly_one_event_and_one_email_each(
 def test_each_task_has_its_queue(task: str, queue: str) -> None:
     # Beat's jobs must not wait behind a backlog of handler tasks (docs/reliability.md).
     assert celery_app.amqp.router.route({}, task)["queue"].name == queue
+
+
+class _TimerEntry:
+    """A timer entry as kombu's timer hands out: it can only be cancelled."""
+
+    def __init__(self) -> None:
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+def test_a_strategy_rebuilt_after_a_reconnect_lets_the_next_message_start_a_timer() -> None:
+    # Celery clears the consumer's timer on a lost connection and builds the strategies
+    # again: the entry the batch task held is dead, and must not stop a new one starting.
+    dead = _TimerEntry()
+    handle_events._tref = dead
+    consumer = SimpleNamespace(
+        pool=SimpleNamespace(apply_async=None),
+        hostname="test@host",
+        connection_errors=(),
+        event_dispatcher=None,
+        timer=None,
+    )
+    try:
+        handle_events.Strategy(handle_events, celery_app, consumer)
+        assert dead.cancelled
+        assert handle_events._tref is None
+    finally:
+        handle_events._tref = None
