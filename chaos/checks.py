@@ -409,6 +409,16 @@ def owed_at_kill(*, killed_at: float) -> list[Owed]:
     return owed
 
 
+def crash_work_settled(*, killed_at: float) -> bool:
+    """Whether everything the worker's crash owed is done, but for deliveries whose
+    backoff, scheduled before the kill, has not ended yet."""
+    now = time.time()
+    return all(
+        item.done is not None or (item.scheduled is not None and item.scheduled > now)
+        for item in owed_at_kill(killed_at=killed_at)
+    )
+
+
 def _timestamp(moment: datetime | None) -> float | None:
     return None if moment is None else moment.timestamp()
 
