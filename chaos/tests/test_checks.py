@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from django.utils import timezone
 
 from chaos.checks import (
     DELIVERY,
@@ -13,6 +14,7 @@ from chaos.checks import (
     HANDLER_RUNS,
     Owed,
     Window,
+    caught_up,
     crash_recovery,
     interrupted_delivery,
     owed_at_kill,
@@ -200,3 +202,46 @@ def test_owed_at_kill_reads_each_deliverys_schedule_at_the_kill_from_its_attempt
         Owed(DELIVERY, done=at + 70.0, scheduled=at + 60.0),
         Owed(HANDLER_RUNS, done=at + 5.0),
     ]
+
+
+# caught_up closes the connections (the primary may have restarted): no test transaction.
+@pytest.mark.django_db(transaction=True)
+def test_a_delivery_waiting_on_its_backoff_is_not_behind_but_one_due_is() -> None:
+    now = timezone.now()
+    subscription = WebhookSubscription.objects.create(
+        url="http://127.0.0.1:9/hook", topics=["user.created"], secret="s"
+    )
+    event = OutboxEvent.objects.create(
+        topic="user.created",
+        aggregate_id="1",
+        payload={},
+        created_at=now - timedelta(seconds=60),
+        handled_at=now - timedelta(seconds=59),
+    )
+    delivery = WebhookDelivery.objects.create(
+        subscription=subscription,
+        event=event,
+        status=WebhookDelivery.Status.RETRYING,
+        created_at=now - timedelta(seconds=59),
+        next_attempt_at=now + timedelta(seconds=60),
+    )
+
+    assert caught_up(older_than=2.0)
+
+    delivery.next_attempt_at = now - timedelta(seconds=5)
+    delivery.save()
+
+    assert not caught_up(older_than=2.0)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_event_unhandled_for_longer_than_the_margin_is_behind() -> None:
+    OutboxEvent.objects.create(
+        topic="user.created", aggregate_id="1", payload={}, created_at=timezone.now()
+    )
+
+    assert caught_up(older_than=2.0)
+
+    OutboxEvent.objects.update(created_at=timezone.now() - timedelta(seconds=5))
+
+    assert not caught_up(older_than=2.0)
