@@ -42,6 +42,7 @@ from chaos.checks import (
     Check,
     Window,
     caught_up,
+    crash_work_settled,
     data_checks,
     response_checks,
     wait_drained,
@@ -118,10 +119,12 @@ SHORTENED_TIMINGS = {
     "WEBHOOK_RETRY_BACKOFF_SECONDS": "0.5",
     "WEBHOOK_TIMEOUT_SECONDS": "3",
 }
-# The worker is killed once every event older than CAUGHT_UP_SECONDS is handled (waiting
-# at most the bound), and then every event owed must be handled within the next bound:
-# on RabbitMQ. On Redis the figure is reported, not checked: with production timings its
-# visibility timeout (600 s) cannot meet it, with shortened ones it says nothing.
+# The worker is killed once nothing has been owed for longer than CAUGHT_UP_SECONDS
+# (waiting at most the bound; killed anyway after it), and then everything owed must be
+# done within the next bound of when it was due (the kill, or the end of a retry's
+# backoff): on RabbitMQ, whether or not the wait succeeded. On Redis the figure is
+# reported, not checked: with production timings its visibility timeout (600 s) cannot
+# meet it, with shortened ones it says nothing.
 CAUGHT_UP_SECONDS = 2.0
 CAUGHT_UP_BOUND_SECONDS = 60.0
 WORKER_CRASH_RECOVERY_BOUND_SECONDS = 30.0
@@ -187,11 +190,13 @@ def run_faults(
     celery: Celery,
     profile: Profile,
     epoch: float,
+    wall_epoch: float,
     behind: list[str],
 ) -> list[Window]:
     """Inject each fault in turn, hold it, undo it, wait until ready; return the windows.
 
-    `behind` gets the worker's fault if the worker was still behind the load when killed.
+    `behind` gets the worker's fault if the worker was still behind the load when killed
+    (reported beside the recovery figure, which is bounded all the same).
     """
     windows = []
     time.sleep(profile.warmup)
@@ -206,7 +211,7 @@ def run_faults(
                     what="the worker to catch up",
                 )
             except RuntimeError as late:
-                # Killed anyway: the recovery figure then counts the backlog too.
+                # Killed anyway: the bound then holds the backlog too, and may fail.
                 log(f"{late}; killing it with the backlog")
                 behind.append(fault.name)
         window = Window(fault.name, fault.expect, injected=time.monotonic() - epoch)
@@ -219,9 +224,27 @@ def run_faults(
         wait_ready(APP_PORT)
         window.recovered = time.monotonic() - epoch
         log(f"{fault.name} recovered after {window.recovered - window.restored:.1f}s")
+        if fault.name == WORKER_FAULT:
+            wait_crash_recovered(window, epoch=epoch, wall_epoch=wall_epoch)
         time.sleep(profile.gap)
     time.sleep(profile.tail - profile.gap)
     return windows
+
+
+def wait_crash_recovered(window: Window, *, epoch: float, wall_epoch: float) -> None:
+    """Wait until the work the worker's crash owed is done, at most until the bound after
+    the kill: the next fault (the primary's restart) would otherwise cut that recovery
+    short, and its own retries would be what the figure measures."""
+    left = WORKER_CRASH_RECOVERY_BOUND_SECONDS - (time.monotonic() - epoch - window.injected)
+    try:
+        wait_until(
+            lambda: crash_work_settled(killed_at=wall_epoch + window.injected),
+            seconds=max(left, 0.0),
+            what="the work the worker's crash owed",
+        )
+    except RuntimeError as late:
+        # The check reports it; the run goes on to the next fault.
+        log(str(late))
 
 
 def report(summary: dict[str, Any]) -> None:
@@ -253,7 +276,10 @@ def report(summary: dict[str, Any]) -> None:
         f"  backlog: outbox zero after {drain['outbox_zero_s']} s, all handled after "
         f"{drain['settled_s']} s (bound {drain['bound_s']:.0f} s)"
     )
-    print(f"  worker crash recovery: {events['worker_crash_recovery_s']} s after the SIGKILL")
+    print(
+        f"  worker crash recovery: {events['worker_crash_recovery_s']} s at most after the "
+        f"work owed at the SIGKILL was due ({events['worker_crash']['owed']})"
+    )
     print("  faults (recovery = restore to /readyz ok):")
     for fault in summary["faults"]:
         print(
@@ -334,7 +360,7 @@ def main() -> None:
             behind: list[str] = []
             load.start()
             try:
-                windows = run_faults(controls, broker, celery, profile, epoch, behind)
+                windows = run_faults(controls, broker, celery, profile, epoch, wall_epoch, behind)
             finally:
                 responses = load.stop()
             load_seconds = time.monotonic() - epoch
@@ -365,9 +391,9 @@ def main() -> None:
                 windows=windows,
                 wall_epoch=wall_epoch,
                 bound=WORKER_CRASH_RECOVERY_BOUND_SECONDS if BROKER == "rabbitmq" else None,
-                was_caught_up=not behind,
             )
-            event_summary["worker_crash_recovery_s"] = recovery
+            event_summary["worker_crash_recovery_s"] = recovery.pop("recovery_s")
+            event_summary["worker_crash"] = recovery
             event_summary["worker_behind_when_killed"] = bool(behind)
             checks.append(recovery_check)
             passed = all(check.passed for check in checks)
