@@ -89,8 +89,10 @@ end
 function done(summary, latency, requests)
   local e = summary.errors
   io.write(string.format(
-    "RESULT requests=%d seconds=%.3f p50_ms=%.3f p95_ms=%.3f p99_ms=%.3f errors=%d non2xx=%d\n",
+    "RESULT requests=%d seconds=%.3f p50_ms=%.3f p95_ms=%.3f p99_ms=%.3f errors=%d non2xx=%d"
+      .. " connect_errors=%d read_errors=%d write_errors=%d timeouts=%d\n",
     summary.requests, summary.duration / 1e6,
     latency:percentile(50) / 1000, latency:percentile(95) / 1000, latency:percentile(99) / 1000,
-    e.connect + e.read + e.write + e.timeout + e.status, e.status))
+    e.connect + e.read + e.write + e.timeout + e.status, e.status,
+    e.connect, e.read, e.write, e.timeout))
 end

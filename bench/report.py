@@ -126,6 +126,9 @@ def raw(rounds: Sequence[Mapping[str, Figures]]) -> None:
                 f"round {number} {name:<14} {r['rps']:7.0f} req/s  p50 {r['p50_ms']:7.2f}  "
                 f"p95 {r['p95_ms']:7.2f}  p99 {r['p99_ms']:7.2f} ms  errors {r['errors']:.0f}"
             )
+            if r["errors"]:
+                kinds = ("non2xx", "connect_errors", "read_errors", "write_errors", "timeouts")
+                line += " (" + ", ".join(f"{kind} {r.get(kind, 0):.0f}" for kind in kinds) + ")"
             if "sql_per_request" in r:
                 line += (
                     f"  local {_num(r['user_local'], '{:.2f}')}"

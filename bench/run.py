@@ -39,7 +39,8 @@ BENCH_SIGNUP_CONNECTIONS (4), BENCH_THREADS (2), BENCH_ZIPF_S (1.1), BENCH_ROUND
 BENCH_WRITE_SHARE (0.05), BENCH_DRAIN_SECONDS (60), WEB_CONCURRENCY (2),
 BENCH_SUBSCRIBERS (1: webhook subscriptions to `user.updated`, each a path of the receiver),
 BENCH_SERVICES_PORT_BASE (27532), BENCH_PORT (18110: the app; ceilings +1, +2; the
-webhook receiver +3), BENCH_ADMIN (1).
+webhook receiver +3), BENCH_ADMIN (1), BENCH_KEEP_LOGS (0; 1 keeps the logs of a run that
+passed too, as one that failed always keeps them).
 """
 
 import contextlib
@@ -348,7 +349,7 @@ def main() -> None:
             ok = True
         finally:
             log(f"{time.monotonic() - started:.0f} s")
-            if ok:
+            if ok and os.environ.get("BENCH_KEEP_LOGS") != "1":
                 shutil.rmtree(work, ignore_errors=True)
             else:
                 log(f"logs kept in {work}")
