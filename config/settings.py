@@ -66,7 +66,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     # Observability: first and last, so metrics time the whole stack and every
     # line logged while serving a request carries its id.
-    "django_prometheus.middleware.PrometheusBeforeMiddleware",
+    "core.request_metrics.PrometheusBeforeMiddleware",
     "core.request_logging.RequestLoggingMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "core.middleware.CSPMiddleware",
@@ -79,7 +79,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    "django_prometheus.middleware.PrometheusAfterMiddleware",
+    "core.request_metrics.PrometheusAfterMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
