@@ -8,15 +8,23 @@ from csp import middleware as csp_middleware
 from csp.constants import HEADER, HEADER_REPORT_ONLY
 from csp.utils import build_policy
 from django.conf import settings
+from django.contrib.auth.middleware import AuthenticationMiddleware
+from django.contrib.messages.middleware import MessageMiddleware
+from django.contrib.sessions.middleware import SessionMiddleware
 from django.core.signals import setting_changed
 from django.db import InterfaceError, OperationalError, connections
 from django.dispatch import receiver
 from django.http import HttpRequest, HttpResponse, HttpResponseBase
+from django.utils.deprecation import MiddlewareMixin
+from knox.settings import knox_settings
+from rest_framework.authentication import get_authorization_header
 
 from core import db_router
 from core.exceptions import database_unavailable, error_response
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+# Every view under this prefix is a DRF view whose first authenticator is the token's.
+API_PREFIX = "/api/"
 
 
 class RequestBodyLimitMiddleware:
@@ -178,3 +186,49 @@ def _settings_policies() -> tuple[tuple[str, str, tuple[str, ...]], ...]:
 def _csp_settings_changed(*, setting: str, **kwargs: Any) -> None:
     if setting.startswith("CONTENT_SECURITY_POLICY"):
         _settings_policies.cache_clear()
+
+
+def authenticates_with_token(request: HttpRequest) -> bool:
+    """True for an API request whose credentials are a bearer token.
+
+    Such a request never uses a session: the token authenticator (knox's, first in every
+    API view) claims any `Authorization` header whose scheme is its prefix, and either
+    accepts the token or refuses the request, so no view under API_PREFIX falls back to
+    the session. The header is split as DRF and knox split it.
+    """
+    if not request.path_info.startswith(API_PREFIX):
+        return False
+    words = get_authorization_header(request).split()  # type: ignore[arg-type]
+    prefix = str(knox_settings.AUTH_HEADER_PREFIX).encode()
+    return bool(words) and words[0].lower() == prefix.lower()
+
+
+class _SkippedForTokenRequests(MiddlewareMixin):
+    """Steps aside for token-authenticated API requests (`authenticates_with_token`).
+
+    Sessions, the session user and messages serve browsers (the admin, the browsable API
+    logged in with a session); for a bearer-token request they would build objects that
+    nothing reads, on every request. What protects such a request (its token, the
+    security headers, CSRF's checks, which stay in the stack) is unchanged.
+    """
+
+    def __call__(self, request: HttpRequest) -> Any:
+        """Pass a token-authenticated API request straight on; anything else as usual."""
+        if authenticates_with_token(request):
+            return self.get_response(request)
+        return super().__call__(request)
+
+
+class BrowserSessionMiddleware(_SkippedForTokenRequests, SessionMiddleware):
+    """Django's SessionMiddleware, skipped for token-authenticated API requests."""
+
+
+class BrowserAuthenticationMiddleware(_SkippedForTokenRequests, AuthenticationMiddleware):
+    """Django's AuthenticationMiddleware (the session's user), skipped for token requests.
+
+    DRF sets `request.user` itself once the token has authenticated the request.
+    """
+
+
+class BrowserMessageMiddleware(_SkippedForTokenRequests, MessageMiddleware):
+    """Django's MessageMiddleware, skipped for token-authenticated API requests."""
