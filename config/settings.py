@@ -66,20 +66,22 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     # Observability: first and last, so metrics time the whole stack and every
     # line logged while serving a request carries its id.
-    "django_prometheus.middleware.PrometheusBeforeMiddleware",
+    "core.request_metrics.PrometheusBeforeMiddleware",
     "core.request_logging.RequestLoggingMiddleware",
     "django.middleware.security.SecurityMiddleware",
-    "csp.middleware.CSPMiddleware",
+    "core.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "core.middleware.RequestBodyLimitMiddleware",
     "core.middleware.ReplicaPinMiddleware",
-    "django.contrib.sessions.middleware.SessionMiddleware",
+    # Sessions, the session user and messages step aside for bearer-token API requests
+    # (core.middleware.authenticates_with_token); CSRF and the security headers never do.
+    "core.middleware.BrowserSessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
-    "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "django.contrib.messages.middleware.MessageMiddleware",
+    "core.middleware.BrowserAuthenticationMiddleware",
+    "core.middleware.BrowserMessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    "django_prometheus.middleware.PrometheusAfterMiddleware",
+    "core.request_metrics.PrometheusAfterMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"

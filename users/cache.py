@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
@@ -83,6 +83,34 @@ def user_representation(user: User) -> dict[str, Any]:
         "is_staff": user.is_staff,
         "date_joined": _timestamp(user.date_joined),
         "updated_at": _timestamp(user.updated_at),
+    }
+
+
+# The columns `user_row_representation` reads.
+USER_REPRESENTATION_FIELDS = (
+    "id",
+    "email",
+    "display_name",
+    "is_active",
+    "is_staff",
+    "date_joined",
+    "updated_at",
+)
+
+
+def user_row_representation(row: Mapping[str, Any]) -> dict[str, Any]:
+    """`user_representation` of a row read with `.values(*USER_REPRESENTATION_FIELDS)`.
+
+    For pages of users: a row costs a fraction of a model instance to build.
+    """
+    return {
+        "id": str(row["id"]),
+        "email": row["email"],
+        "display_name": row["display_name"],
+        "is_active": row["is_active"],
+        "is_staff": row["is_staff"],
+        "date_joined": _timestamp(row["date_joined"]),
+        "updated_at": _timestamp(row["updated_at"]),
     }
 
 

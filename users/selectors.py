@@ -7,7 +7,7 @@ from django.core.exceptions import ValidationError
 from django.db.models import Q, QuerySet
 from django.db.models.functions import Lower
 
-from users.cache import user_entry_get
+from users.cache import USER_REPRESENTATION_FIELDS, user_entry_get
 from users.filters import UserFilter
 from users.models import User
 
@@ -73,6 +73,15 @@ def user_list(*, filters: dict[str, Any] | None = None) -> QuerySet[User]:
     if not filterset.is_valid():
         raise ValidationError(filterset.errors)
     return filterset.qs.order_by("date_joined", "id")
+
+
+def user_list_rows(*, filters: dict[str, Any] | None = None) -> QuerySet[User, dict[str, Any]]:
+    """`user_list` as rows: the fields the API shows (USER_REPRESENTATION_FIELDS) and the
+    row's `version`, without building a model instance per row.
+
+    Raises ValidationError naming each invalid filter value.
+    """
+    return user_list(filters=filters).values(*USER_REPRESENTATION_FIELDS, "version")
 
 
 def user_search(*, term: str, queryset: QuerySet[User] | None = None) -> QuerySet[User]:

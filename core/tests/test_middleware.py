@@ -1,7 +1,11 @@
-"""core.middleware: oversized bodies are refused before parsing."""
+"""core.middleware: oversized bodies are refused before parsing; token-authenticated API
+requests skip the browser session machinery and keep every security header."""
 
 import pytest
 from django.test import Client
+from knox.models import AuthToken
+
+from users.tests.factories import UserFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -33,3 +37,45 @@ def test_unparseable_content_length_is_400() -> None:
     )
     assert response.status_code == 400
     assert response.json()["error"]["code"] == "bad_request"
+
+
+def test_a_token_request_to_the_api_opens_no_session_and_keeps_the_security_headers() -> None:
+    _, token = AuthToken.objects.create(user=UserFactory.create())
+    response = Client().get("/api/v1/users/me/", HTTP_AUTHORIZATION=f"Bearer {token}")
+    assert response.status_code == 200
+    assert not hasattr(response.wsgi_request, "session")
+    assert response["X-Frame-Options"] == "DENY"
+    assert response["X-Content-Type-Options"] == "nosniff"
+    assert "default-src 'none'" in response["Content-Security-Policy"]
+    assert response["Referrer-Policy"] == "same-origin"
+
+
+def test_a_session_request_to_the_api_still_uses_the_session() -> None:
+    client = Client()
+    client.force_login(UserFactory.create())
+    response = client.get("/api/v1/users/me/")
+    assert response.status_code == 200
+    assert hasattr(response.wsgi_request, "session")
+
+
+def test_another_authorization_scheme_leaves_the_session_in_charge() -> None:
+    user = UserFactory.create()
+    client = Client()
+    client.force_login(user)
+    response = client.get("/api/v1/users/me/", HTTP_AUTHORIZATION="Basic dXNlcjpwYXNz")
+    assert response.status_code == 200
+    assert response.json()["id"] == str(user.pk)
+
+
+def test_a_bad_token_is_refused_even_with_a_session() -> None:
+    client = Client()
+    client.force_login(UserFactory.create())
+    response = client.get("/api/v1/users/me/", HTTP_AUTHORIZATION="bearer not-a-token")
+    assert response.status_code == 401
+
+
+def test_a_token_header_outside_the_api_leaves_the_session_in_charge() -> None:
+    client = Client()
+    client.force_login(UserFactory.create(is_staff=True, is_superuser=True))
+    response = client.get("/admin/", HTTP_AUTHORIZATION="Bearer anything")
+    assert response.status_code == 200

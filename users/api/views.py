@@ -43,7 +43,7 @@ from users.api.serializers import (
 )
 from users.api.throttles import LoginIPThrottle, SignUpThrottle
 from users.authentication import TokenAuthentication
-from users.cache import USER_CACHE_SCHEMA
+from users.cache import USER_CACHE_SCHEMA, user_row_representation
 from users.models import User
 
 _user_id = OpenApiParameter("id", OpenApiTypes.UUID, OpenApiParameter.PATH)
@@ -188,8 +188,11 @@ class UserViewSet(PerUserCacheHeadersMixin, viewsets.GenericViewSet[User]):
 
     def list(self, request: Request) -> Response:
         """A page of users, filtered, ordered by (date_joined, id)."""
-        users = selectors.user_list(filters=request.query_params)
-        page = self.paginate_queryset(users) or []
+        # Rows, not model instances, rendered as UserSerializer renders a user: on a page
+        # of 50, building instances and serializing them field by field cost about a
+        # third of the page's CPU.
+        rows = selectors.user_list_rows(filters=request.query_params)
+        page = cast(list[dict[str, Any]], self.paginate_queryset(rows) or [])
         paginator = cast(UserCursorPagination, self.paginator)
         return conditional_response(
             request,
@@ -198,9 +201,11 @@ class UserViewSet(PerUserCacheHeadersMixin, viewsets.GenericViewSet[User]):
                 USER_CACHE_SCHEMA,
                 paginator.get_next_link(),
                 paginator.get_previous_link(),
-                *(f"{user.pk}:{user.version}" for user in page),
+                *(f"{row['id']}:{row['version']}" for row in page),
             ),
-            data=lambda: self.get_paginated_response(UserSerializer(page, many=True).data).data,
+            data=lambda: (
+                self.get_paginated_response([user_row_representation(row) for row in page]).data
+            ),
         )
 
     def retrieve(self, request: Request, pk: str) -> Response:
