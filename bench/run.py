@@ -36,7 +36,7 @@ BENCH_PRIME_USERS (10000: the hottest, primed for warm),
 BENCH_DURATION (10s), BENCH_SIGNUP_DURATION (5s), BENCH_PATCH_DURATION (20s: the
 event pipeline's targets are for a sustained rate), BENCH_CONNECTIONS (32),
 BENCH_SIGNUP_CONNECTIONS (4), BENCH_THREADS (2), BENCH_ZIPF_S (1.1), BENCH_ROUNDS (3),
-BENCH_WRITE_SHARE (0.05), BENCH_DRAIN_SECONDS (60), WEB_CONCURRENCY (2),
+BENCH_WRITE_SHARE (0.05), BENCH_DRAIN_SECONDS (60), WEB_CONCURRENCY (CPU count + 1),
 BENCH_SUBSCRIBERS (1: webhook subscriptions to `user.updated`, each a path of the receiver),
 BENCH_SERVICES_PORT_BASE (27532), BENCH_PORT (18110: the app; ceilings +1, +2; the
 webhook receiver +3), BENCH_ADMIN (1), BENCH_KEEP_LOGS (0; 1 keeps the logs of a run that
@@ -82,7 +82,8 @@ ZIPF_S = os.environ.get("BENCH_ZIPF_S", "1.1")
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 WRITE_SHARE = os.environ.get("BENCH_WRITE_SHARE", "0.05")
 DRAIN_SECONDS = float(os.environ.get("BENCH_DRAIN_SECONDS", "60"))
-WORKERS = os.environ.get("WEB_CONCURRENCY", "2")
+# As config/gunicorn.py and `make serve` have it: what users run.
+WORKERS = os.environ.get("WEB_CONCURRENCY", str((os.cpu_count() or 1) + 1))
 SUBSCRIBERS = int(os.environ.get("BENCH_SUBSCRIBERS", "1"))
 SERVICES_PORT_BASE = os.environ.get("BENCH_SERVICES_PORT_BASE", "27532")
 APP_PORT = int(os.environ.get("BENCH_PORT", "18110"))
