@@ -257,6 +257,19 @@ class Celery:
         schedule = ["--schedule", str(self.workdir / "beat-schedule")]
         self.beat = self._spawn(["beat", *schedule], self.workdir / "beat.log")
 
+    def consuming(self) -> bool:
+        """Whether the worker's last word on its broker connection (its log) is that it
+        connected, not that it lost the connection or could not connect."""
+        text = self.worker_log.read_bytes()
+        connected = text.rfind(b"Connected to ")
+        lost = max(text.rfind(b"Connection to broker lost"), text.rfind(b"Cannot connect to"))
+        return connected > lost
+
+    def wait_consuming(self) -> None:
+        """Wait until the worker has reconnected to the broker (its retries back off: 2 s,
+        then 4, 6, 8...)."""
+        wait_until(self.consuming, seconds=60, what="the worker to reconnect to the broker")
+
     def kill_worker(self) -> None:
         """SIGKILL the worker and its pool at once, as a crashed host would."""
         kill_group(self.worker)
@@ -322,6 +335,13 @@ class Services:
         """The faults in the order the run injects them. The worker's crash comes after the
         broker's faults and before the primary's restart, whose handler retries (with
         production backoffs) would otherwise be what its recovery time measures."""
+
+        def broker_start() -> None:
+            broker.start()
+            # Undone once the worker consumes again: the connections cut that follows would
+            # otherwise find the worker still backing off, and miss it.
+            celery.wait_consuming()
+
         return [
             Fault(
                 "redis_killed",
@@ -350,7 +370,7 @@ class Services:
             Fault(
                 "broker_down",
                 inject=broker.kill,
-                restore=broker.start,
+                restore=broker_start,
                 expect="all 2xx (sign-ups 201): events wait in the outbox; beat sweeps them later",
             ),
             Fault(
