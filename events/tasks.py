@@ -19,6 +19,12 @@ from events.models import OutboxEvent
 
 logger = logging.getLogger(__name__)
 
+# A publish from the worker tries once more, at once, on a fresh connection: after the
+# broker restarts, each process's pooled connection is the one the broker closed, and
+# its first publish fails on it. A broker that is really down fails the second try as
+# fast; what was not enqueued is then the sweepers' to hand over.
+PUBLISH_RETRY = {"max_retries": 1, "interval_start": 0, "interval_step": 0, "interval_max": 0}
+
 # A batch runs when this many messages are buffered, or this long after the first: under
 # load, batches fill and their fixed costs are shared; when idle, an event waits at most
 # the interval. The prefetch (CELERY_WORKER_PREFETCH_MULTIPLIER) must let a batch fill.
@@ -91,7 +97,11 @@ def _retry_alone(event_id: str, topic: str, failures: dict[str, Exception]) -> b
         return True
     try:
         handle_event.apply_async(
-            args=[event_id], countdown=_backoff(attempt=1), retries=1, retry=False
+            args=[event_id],
+            countdown=_backoff(attempt=1),
+            retries=1,
+            retry=True,
+            retry_policy=PUBLISH_RETRY,
         )
     except Exception:
         logger.warning("could not enqueue the retry of event %s", event_id, exc_info=True)
@@ -184,7 +194,11 @@ def deliver_webhooks(delivery_ids: list[str]) -> None:
             continue
         try:
             deliver_webhook.apply_async(
-                args=[str(delivery_id)], countdown=countdown, retries=1, retry=False
+                args=[str(delivery_id)],
+                countdown=countdown,
+                retries=1,
+                retry=True,
+                retry_policy=PUBLISH_RETRY,
             )
         except Exception:
             # The deliveries are committed and due: webhook_sweep_stalled enqueues them

@@ -409,10 +409,12 @@ def _validate(subscription: WebhookSubscription) -> None:
 
 
 def _enqueue_deliveries(*, delivery_ids: list[UUID]) -> None:
-    from events.tasks import deliver_webhooks
+    from events.tasks import PUBLISH_RETRY, deliver_webhooks
 
     try:
-        deliver_webhooks.apply_async(args=[[str(pk) for pk in delivery_ids]], retry=False)
+        deliver_webhooks.apply_async(
+            args=[[str(pk) for pk in delivery_ids]], retry=True, retry_policy=PUBLISH_RETRY
+        )
     except Exception:
         # The delivery rows are committed and due: webhook_sweep_stalled enqueues them later.
         logger.warning("could not enqueue webhook deliveries %s", delivery_ids, exc_info=True)

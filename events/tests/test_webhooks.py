@@ -14,11 +14,14 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import DatabaseError, connection, transaction
 from django.test import override_settings
 from django.utils import timezone
 
+from config.celery import app as celery_app
+from core.broker_probe import broker_queue_stats
 from events import signing, webhook_http, webhooks
 from events.models import OutboxEvent, WebhookAttempt, WebhookDelivery, WebhookSubscription
 from events.registry import USER_CREATED, USER_UPDATED
@@ -416,3 +419,28 @@ def test_no_row_is_locked_while_a_request_is_in_flight(receiver: Receiver) -> No
     delivery.refresh_from_db()
     assert delivery.status == WebhookDelivery.Status.DELIVERED
     assert delivery.claimed_until is None
+
+
+@pytest.mark.rabbitmq
+def test_a_retry_is_enqueued_on_a_fresh_connection_after_the_broker_closed_the_pooled_one(
+    receiver: Receiver, rabbitmq: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    # As after a broker restart: the connection the process pooled is one the broker has
+    # closed, and the first publish on it fails; the publish tries once more, reconnected.
+    queue = celery_app.amqp.queues["webhooks"]
+    with celery_app.connection_for_write() as connection:
+        queue.bind(connection.default_channel).declare()
+        queue.bind(connection.default_channel).purge()
+    delivery = make_delivery(receiver)
+    WebhookDelivery.objects.filter(pk=delivery.pk).update(status=WebhookDelivery.Status.DEAD)
+    with django_capture_on_commit_callbacks(execute=True):
+        webhooks.webhook_delivery_retry(delivery=delivery)
+    rabbitmq.ctl("close_all_connections", "closed by the test")
+
+    with django_capture_on_commit_callbacks(execute=True):
+        webhooks.webhook_delivery_retry(delivery=delivery)
+
+    depth = broker_queue_stats(url=settings.CELERY_BROKER_URL, queues=["webhooks"], timeout=5)
+    assert depth["webhooks"] == 2
+    with celery_app.connection_for_write() as connection:
+        queue.bind(connection.default_channel).purge()
