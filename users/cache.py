@@ -73,20 +73,7 @@ def _timestamp(value: datetime) -> str:
     return text[:-6] + "Z" if text.endswith("+00:00") else text
 
 
-def user_representation(user: User) -> dict[str, Any]:
-    """The public fields of a user, in the form the API shows them (UserSerializer's)."""
-    return {
-        "id": str(user.pk),
-        "email": user.email,
-        "display_name": user.display_name,
-        "is_active": user.is_active,
-        "is_staff": user.is_staff,
-        "date_joined": _timestamp(user.date_joined),
-        "updated_at": _timestamp(user.updated_at),
-    }
-
-
-# The columns `user_row_representation` reads.
+# The public fields of a user: what the API shows, and the columns a page reads.
 USER_REPRESENTATION_FIELDS = (
     "id",
     "email",
@@ -96,6 +83,13 @@ USER_REPRESENTATION_FIELDS = (
     "date_joined",
     "updated_at",
 )
+
+
+def user_representation(user: User) -> dict[str, Any]:
+    """The public fields of a user, in the form the API shows them (UserSerializer's)."""
+    return user_row_representation(
+        {field: getattr(user, field) for field in USER_REPRESENTATION_FIELDS}
+    )
 
 
 def user_row_representation(row: Mapping[str, Any]) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from typing import Any
 
 from rest_framework import serializers
 
-from users.cache import user_representation
+from users.cache import USER_REPRESENTATION_FIELDS, user_representation
 from users.models import User, normalize_email, validate_visible_text
 
 
@@ -24,15 +24,7 @@ class UserSerializer(serializers.ModelSerializer[User]):
 
     class Meta:
         model = User
-        fields = [
-            "id",
-            "email",
-            "display_name",
-            "is_active",
-            "is_staff",
-            "date_joined",
-            "updated_at",
-        ]
+        fields = list(USER_REPRESENTATION_FIELDS)
         read_only_fields = fields
 
     def to_representation(self, instance: User) -> dict[str, Any]:
