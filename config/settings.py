@@ -125,8 +125,7 @@ def _database(url: str, *, pool_timeout: float) -> dict:
             "application_name": env.str("DATABASE_APPLICATION_NAME", default="userservice"),
             # Parameters travel apart from the SQL text: the server plans a repeated
             # statement once per connection (psycopg prepares it from its fifth run), and
-            # no value is quoted into the text on either side. About a third less CPU per
-            # write for the web, the worker and PostgreSQL (docs/benchmarks.md).
+            # no value is quoted into the text on either side (docs/benchmarks.md).
             "server_side_binding": env.bool("DATABASE_SERVER_SIDE_BINDING", default=True),
             "pool": {
                 "min_size": env.int("DATABASE_POOL_MIN_SIZE", default=1),

@@ -428,9 +428,9 @@ def test_a_retry_is_enqueued_on_a_fresh_connection_after_the_broker_closed_the_p
     # As after a broker restart: the connection the process pooled is one the broker has
     # closed, and the first publish on it fails; the publish tries once more, reconnected.
     queue = celery_app.amqp.queues["webhooks"]
-    with celery_app.connection_for_write() as connection:
-        queue.bind(connection.default_channel).declare()
-        queue.bind(connection.default_channel).purge()
+    with celery_app.connection_for_write() as broker:
+        queue.bind(broker.default_channel).declare()
+        queue.bind(broker.default_channel).purge()
     delivery = make_delivery(receiver)
     WebhookDelivery.objects.filter(pk=delivery.pk).update(status=WebhookDelivery.Status.DEAD)
     with django_capture_on_commit_callbacks(execute=True):
@@ -442,5 +442,5 @@ def test_a_retry_is_enqueued_on_a_fresh_connection_after_the_broker_closed_the_p
 
     depth = broker_queue_stats(url=settings.CELERY_BROKER_URL, queues=["webhooks"], timeout=5)
     assert depth["webhooks"] == 2
-    with celery_app.connection_for_write() as connection:
-        queue.bind(connection.default_channel).purge()
+    with celery_app.connection_for_write() as broker:
+        queue.bind(broker.default_channel).purge()
