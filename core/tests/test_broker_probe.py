@@ -23,7 +23,9 @@ def test_the_url_scheme_names_the_broker(url: str, rabbitmq: bool) -> None:
 
 def publish(url: str, queue_name: str, count: int) -> None:
     queue = Queue(queue_name, Exchange(queue_name, type="direct"), routing_key=queue_name)
-    with Connection(url) as connection:
+    # Confirmed, so that each message is in its queue before the count is read (RabbitMQ
+    # routes a connection's publishes on its own time, after the client has sent them).
+    with Connection(url, transport_options={"confirm_publish": True}) as connection:
         producer = connection.Producer()
         for number in range(count):
             producer.publish(
