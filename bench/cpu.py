@@ -8,24 +8,46 @@ a worker recycled mid-scenario is not lost.
 
 import os
 import resource
+from collections.abc import Iterator
 from pathlib import Path
 
 _TICKS = os.sysconf("SC_CLK_TCK")
 
 
-def session_cpu_seconds(session: int) -> float:
-    """User + system CPU seconds of every process in `session`, reaped children included."""
-    ticks = 0
+# Fields of /proc/PID/stat, counted from 1 as proc(5) does: the parent's pid, the
+# session, and the user and system time of the process and of its reaped children.
+_PARENT, _SESSION, _UTIME, _STIME, _CUTIME, _CSTIME = 4, 6, 14, 15, 16, 17
+
+
+def _process_stats() -> Iterator[tuple[int, list[int]]]:
+    """(pid, stat fields 1 to 17 as numbers, field n at index n - 1) of every live process.
+
+    Fields 1 to 3 (pid, name, state) are given as 0: nothing here reads them.
+    """
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             # The command name (field 2) may hold spaces and parentheses: split after it.
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
+            after_name = stat.read_text().rsplit(")", 1)[1].split()
+            yield int(stat.parent.name), [0, 0, 0] + [int(value) for value in after_name[1:15]]
+        except (OSError, IndexError, ValueError):
             continue
-        # Fields 6 (session) and 14-17 (utime, stime, cutime, cstime), counted from 1.
-        if int(fields[6 - 3]) == session:
-            ticks += sum(int(value) for value in fields[14 - 3 : 18 - 3])
-    return ticks / _TICKS
+
+
+def _ticks(fields: list[int], *, reaped: bool) -> int:
+    ticks = fields[_UTIME - 1] + fields[_STIME - 1]
+    return ticks + fields[_CUTIME - 1] + fields[_CSTIME - 1] if reaped else ticks
+
+
+def session_cpu_seconds(session: int) -> float:
+    """User + system CPU seconds of every process in `session`, reaped children included."""
+    return (
+        sum(
+            _ticks(fields, reaped=True)
+            for _, fields in _process_stats()
+            if fields[_SESSION - 1] == session
+        )
+        / _TICKS
+    )
 
 
 def tree_cpu_seconds(pid: int) -> float:
@@ -33,41 +55,35 @@ def tree_cpu_seconds(pid: int) -> float:
 
     For servers whose workers are not in the server's session (each PostgreSQL backend
     starts a session of its own): the process tree, one level deep, as PostgreSQL and
-    Redis run. 0.0 if the process is gone.
+    Redis run. 0.0 if the process is gone. A child's own children are not counted.
     """
     ticks = 0
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-            own = int(stat.parent.name) == pid
-        except (OSError, IndexError, ValueError):
-            continue
-        # Field 4 is the parent's pid. A child's own children are not counted.
-        if own:
-            ticks += sum(int(value) for value in fields[14 - 3 : 18 - 3])
-        elif int(fields[4 - 3]) == pid:
-            ticks += sum(int(value) for value in fields[14 - 3 : 16 - 3])
+    for process, fields in _process_stats():
+        if process == pid:
+            ticks += _ticks(fields, reaped=True)
+        elif fields[_PARENT - 1] == pid:
+            ticks += _ticks(fields, reaped=False)
     return ticks / _TICKS
 
 
-def service_pids(env: dict[str, str]) -> dict[str, list[int]]:
-    """The pids of the disposable PostgreSQL servers (primary, replica) and Redis.
+def service_pids(env: dict[str, str]) -> dict[str, int]:
+    """The pids of the disposable PostgreSQL primary and replica and Redis, by the names
+    bench/run.py gives their figures.
 
     Read from their pid files under the directories `scripts/services.sh` wrote to its
     environment file. A server whose pid file is missing is left out.
     """
     files = {
-        "PostgreSQL primary": [Path(env.get("SERVICES_PRIMARY_DATA", "")) / "postmaster.pid"],
-        "PostgreSQL replica": [Path(env.get("SERVICES_REPLICA_DATA", "")) / "postmaster.pid"],
-        "Redis": [Path(env.get("SERVICES_DIR", "")) / "run" / "redis.pid"],
+        "postgresql_primary": Path(env.get("SERVICES_PRIMARY_DATA", "")) / "postmaster.pid",
+        "postgresql_replica": Path(env.get("SERVICES_REPLICA_DATA", "")) / "postmaster.pid",
+        "redis": Path(env.get("SERVICES_DIR", "")) / "run" / "redis.pid",
     }
-    pids: dict[str, list[int]] = {}
-    for name, paths in files.items():
-        for path in paths:
-            try:
-                pids.setdefault(name, []).append(int(path.read_text().split()[0]))
-            except (OSError, IndexError, ValueError):
-                continue
+    pids = {}
+    for name, path in files.items():
+        try:
+            pids[name] = int(path.read_text().split()[0])
+        except (OSError, IndexError, ValueError):
+            continue
     return pids
 
 

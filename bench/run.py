@@ -250,10 +250,7 @@ class Bench:
 
     def services_cpu(self) -> dict[str, float]:
         """CPU seconds used so far by the disposable servers, by name (bench.cpu)."""
-        return {
-            name.lower().replace(" ", "_"): sum(tree_cpu_seconds(pid) for pid in pids)
-            for name, pids in service_pids(self.env).items()
-        }
+        return {name: tree_cpu_seconds(pid) for name, pid in service_pids(self.env).items()}
 
     @contextlib.contextmanager
     def app(self) -> Iterator[int]:
