@@ -34,7 +34,8 @@ from users.models import User, normalize_email
 UPDATABLE_FIELDS = frozenset({"email", "display_name", "is_active", "is_staff", "is_superuser"})
 # The fields the model's constraints read. A change to none of them skips validating the
 # constraints, which Django would otherwise do by building each check's query and then
-# dropping it because its fields are excluded (a sixth of a write's validation).
+# dropping it because its fields are excluded (a sixth of a write's validation). A
+# constraint that names no fields (one on expressions) counts as reading them all.
 _CONSTRAINED_FIELDS = frozenset().union(
     *(
         Q(constraint.condition).referenced_base_fields
