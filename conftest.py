@@ -24,6 +24,17 @@ def _clear_cache() -> Iterator[None]:
     cache.clear()
 
 
+@pytest.fixture(autouse=True)
+def _relay_in_the_committing_thread(settings: Any) -> None:
+    """Each event is published by the code that committed it, not by a relay thread.
+
+    A test's rows live in a transaction that is never committed, which the relay thread's
+    own connection could not see. The relay thread's tests (events/tests/test_relay.py)
+    turn it back on.
+    """
+    settings.EVENTS_RELAY_LINGER_SECONDS = 0
+
+
 @pytest.fixture
 def throttle_rates(monkeypatch: pytest.MonkeyPatch) -> Callable[..., None]:
     """Override throttle rates by scope for one test (DRF reads them once, at import)."""

@@ -186,7 +186,7 @@ def service_runs() -> list[tuple[str, Callable[[], object]]]:
         .values_list("pk", flat=True)[:size]
     )
     return [
-        ("event_relay", lambda: services.event_relay(event=unpublished)),
+        ("event_relay", lambda: services.event_relay(events=[unpublished])),
         ("outbox_sweep", lambda: services.outbox_sweep(max_batches=1)),
         ("outbox_redispatch_unhandled", services.outbox_redispatch_unhandled),
         ("event_handle_batch", lambda: services.event_handle_batch(event_ids=unhandled)),

@@ -346,6 +346,10 @@ else:
 # are posted in batches of the same size.
 EVENTS_BATCH_SIZE = env.int("EVENTS_BATCH_SIZE", default=50)
 EVENTS_BATCH_WAIT_SECONDS = env.float("EVENTS_BATCH_WAIT_SECONDS", default=0.2)
+# After a commit, each process's relay waits this long for other requests' events and
+# hands them all to the broker as one message (events.relay); 0 publishes each event in
+# the request that committed it, as tasks run in-process (`make run`) always do.
+EVENTS_RELAY_LINGER_SECONDS = env.float("EVENTS_RELAY_LINGER_SECONDS", default=0.05)
 EVENTS_SWEEP_INTERVAL_SECONDS = env.float("EVENTS_SWEEP_INTERVAL_SECONDS", default=5.0)
 EVENTS_SWEEP_AFTER_SECONDS = env.float("EVENTS_SWEEP_AFTER_SECONDS", default=5.0)
 EVENTS_SWEEP_BATCH_SIZE = env.int("EVENTS_SWEEP_BATCH_SIZE", default=100)

@@ -9,12 +9,12 @@ from django.utils import timezone
 
 
 class OutboxEventManager(models.Manager["OutboxEvent"]):
-    """Outbox rows, and the relay's one write per event."""
+    """Outbox rows, and the relay's one write per batch."""
 
-    def mark_published(self, *, event_id: uuid.UUID, using: str) -> None:
-        """Record that the relay handed this event to the broker, unless already recorded.
+    def mark_published(self, *, event_ids: Sequence[uuid.UUID], using: str) -> None:
+        """Record that the relay handed these events to the broker, unless already recorded.
 
-        One plain UPDATE, written out: it runs once for every write the API takes, and
+        One plain UPDATE, written out: it runs for every batch the relay publishes, and
         building it through the query compiler costs several times what sending it does
         (measured in docs/benchmarks.md). The condition on `published_at` keeps a later
         relay from moving the time of an earlier one.
@@ -22,15 +22,16 @@ class OutboxEventManager(models.Manager["OutboxEvent"]):
         connection = connections[using]
         fields = self.model._meta
         published_at = fields.get_field("published_at").get_db_prep_save(timezone.now(), connection)
-        event_id_value = fields.get_field("id").get_db_prep_save(event_id, connection)
+        id_field = fields.get_field("id")
+        ids = [id_field.get_db_prep_save(event_id, connection) for event_id in event_ids]
         table = connection.ops.quote_name(fields.db_table)
         # The table name is the model's own, quoted; every value is a parameter.
         sql = (
             f"UPDATE {table} SET published_at = %s, attempts = attempts + 1, "  # noqa: S608  # nosec B608
-            "last_error = '' WHERE id = %s AND published_at IS NULL"
+            f"last_error = '' WHERE id IN ({', '.join(['%s'] * len(ids))}) AND published_at IS NULL"
         )
         with connection.cursor() as cursor:
-            cursor.execute(sql, [published_at, event_id_value])
+            cursor.execute(sql, [published_at, *ids])
 
 
 class OutboxEvent(models.Model):

@@ -2,10 +2,11 @@
 
 Delivery is at-least-once. An event is written in the same transaction as the change it
 describes, so it exists exactly when the change does. After commit the relay hands it to
-the broker at once (the fast path); if the broker is unreachable the row simply stays
-unpublished and the periodic sweeper hands it over later. A relay that crashed between
-enqueueing and marking the row publishes it again: handlers therefore record what they
-handled (event_handle_batch), which makes the redelivery a no-op.
+the broker within EVENTS_RELAY_LINGER_SECONDS (the fast path: the process's relay thread,
+events.relay, one message for the events of many requests); if the broker is unreachable
+the rows simply stay unpublished and the periodic sweeper hands them over later. A relay
+that crashed between enqueueing and marking the rows publishes them again: handlers
+therefore record what they handled (event_handle_batch), which makes the redelivery a no-op.
 """
 
 import logging
@@ -17,6 +18,7 @@ from typing import Any
 from uuid import UUID
 
 import structlog
+from celery import current_app
 from django.conf import settings
 from django.db import transaction
 from django.db.models import F
@@ -26,6 +28,7 @@ from core.db_router import PRIMARY
 from core.request_logging import current_request_id
 from events import metrics, registry
 from events.models import HandledEvent, OutboxEvent
+from events.relay import BatchingRelay
 
 logger = logging.getLogger(__name__)
 
@@ -52,34 +55,54 @@ def event_publish(*, topic: str, aggregate_id: object, payload: dict[str, Any]) 
     # would fail on a clash anyway.
     event.full_clean(validate_unique=False)
     event.save(force_insert=True)
-    transaction.on_commit(partial(event_relay, event=event))
+    transaction.on_commit(partial(_relay_after_commit, event))
     return event
 
 
-def event_relay(*, event: OutboxEvent) -> bool:
-    """The fast path, run after commit: hand one event to the broker now.
+def event_relay(*, events: Sequence[OutboxEvent]) -> bool:
+    """Hand committed events to the broker now, as one message; return whether it took them.
 
     No row lock and no transaction: one UPDATE after the hand-over. The sweeper leaves
     events younger than EVENTS_SWEEP_AFTER_SECONDS to this path, so the two meet only if
     this one is that late, and a second hand-over is absorbed by the handlers' idempotency
-    (`event_handle_batch`). Never raises: the change is committed and the event is safe in the
-    outbox, so a broker (or any other) failure here is logged, recorded on the row and
-    left to the sweeper. Returns whether this call published the event.
+    (`event_handle_batch`). Never raises: the changes are committed and the events are safe
+    in the outbox, so a broker (or any other) failure here is logged, recorded on the rows
+    and left to the sweeper.
     """
+    event_ids = [event.pk for event in events]
     try:
-        _enqueue_handlers(event)
-        OutboxEvent.objects.mark_published(event_id=event.pk, using=PRIMARY)
+        _enqueue_handlers(events)
+        OutboxEvent.objects.mark_published(event_ids=event_ids, using=PRIMARY)
         return True
     except Exception as exc:
-        logger.warning("outbox relay failed for event %s; the sweeper will retry", event.pk)
+        logger.warning("outbox relay failed for %d events; the sweeper will retry", len(events))
         metrics.RELAY_FAILED.inc()
         try:
-            OutboxEvent.objects.filter(pk=event.pk).update(
+            OutboxEvent.objects.filter(pk__in=event_ids).update(
                 attempts=F("attempts") + 1, last_error=_describe(exc)
             )
         except Exception:
-            logger.exception("could not record the relay failure of event %s", event.pk)
+            logger.exception("could not record the relay failure of events %s", event_ids)
         return False
+
+
+# The web process's relay: one thread, one message for the events its requests committed
+# within the linger. Read at each batch, so a test's settings apply.
+_RELAY: BatchingRelay[OutboxEvent] = BatchingRelay(
+    name="outbox-relay",
+    flush=lambda events: event_relay(events=events),
+    linger=lambda: settings.EVENTS_RELAY_LINGER_SECONDS,
+    max_size=lambda: settings.EVENTS_BATCH_SIZE,
+)
+
+
+def _relay_after_commit(event: OutboxEvent) -> None:
+    # In-process tasks (`make run`) would run the handlers on the relay's thread, beside
+    # the request's; and a linger of 0 asks for no batching: both relay here and now.
+    if current_app.conf.task_always_eager or settings.EVENTS_RELAY_LINGER_SECONDS <= 0:
+        event_relay(events=[event])
+    else:
+        _RELAY.submit(event)
 
 
 def outbox_sweep(
@@ -108,7 +131,7 @@ def outbox_sweep(
             )
             for event in batch:
                 try:
-                    _enqueue_handlers(event)
+                    _enqueue_handlers([event])
                 except LookupError as exc:
                     # No handler is registered for its topic (renamed or removed): the
                     # event stays unpublished for an operator, and does not hold up the
@@ -156,7 +179,7 @@ def outbox_redispatch_unhandled(*, batch_size: int | None = None) -> int:
     )
     for event in batch:
         try:
-            _enqueue_handlers(event)
+            _enqueue_handlers([event])
         except Exception as exc:
             logger.warning("outbox redispatch: broker unavailable (%s)", _describe(exc))
             break
@@ -173,12 +196,14 @@ def event_redispatch(*, event: OutboxEvent) -> OutboxEvent:
 
     Handlers that already handled it do nothing; the others run.
     """
-    _enqueue_handlers(event)
+    _enqueue_handlers([event])
     _mark_published(event)
     return event
 
 
-def event_handle_batch(*, event_ids: Sequence[UUID]) -> dict[OutboxEvent, dict[str, Exception]]:
+def event_handle_batch(
+    *, event_ids: Sequence[UUID], deadline: float | None = None
+) -> dict[OutboxEvent, dict[str, Exception]]:
     """Run every handler of each event, each at most once; return the failures by event
     and handler.
 
@@ -189,11 +214,13 @@ def event_handle_batch(*, event_ids: Sequence[UUID]) -> dict[OutboxEvent, dict[s
     rolls back or blocks another handler, and a retry re-runs only what failed. Events
     all of whose handlers succeeded are marked handled in one UPDATE.
 
-    One by one, events are run only until half the task's soft time limit has passed (a
-    handler whose every call waits for a timeout, an SMTP server that hangs): the rest
-    fail unrun, to be retried alone, rather than the whole batch being killed mid-way.
+    One by one, events are run only until `deadline` (`time.monotonic()`; by default half
+    the task's soft time limit from now) has passed (a handler whose every call waits for
+    a timeout, an SMTP server that hangs): the rest fail unrun, to be retried alone,
+    rather than the whole batch being killed mid-way.
     """
-    deadline = time.monotonic() + settings.CELERY_TASK_SOFT_TIME_LIMIT / 2
+    if deadline is None:
+        deadline = time.monotonic() + settings.CELERY_TASK_SOFT_TIME_LIMIT / 2
     events = list(OutboxEvent.objects.using(PRIMARY).filter(pk__in=event_ids))
     if len(events) < len(set(event_ids)):
         found = {event.pk for event in events}
@@ -276,20 +303,23 @@ def _handle_once(*, events: list[OutboxEvent], handler_name: str) -> None:
         metrics.HANDLED.labels(event.topic, handler_name).inc()
 
 
-def _enqueue_handlers(event: OutboxEvent) -> None:
+def _enqueue_handlers(events: Sequence[OutboxEvent]) -> None:
     # Imported here: tasks import this module.
     from events.tasks import handle_events
 
-    registry.handler_names(event.topic)  # no handler for the topic: refuse, not publish
-    event_id = str(event.pk)
+    for event in events:
+        registry.handler_names(event.topic)  # no handler for the topic: refuse, not publish
+    event_ids = [str(event.pk) for event in events]
     handle_events.apply_async(
-        args=[event_id],
+        args=[event_ids],
         # Given, so that Celery does not build them with its safe repr on every publish.
-        argsrepr=f"['{event_id}']",
+        argsrepr=repr([event_ids]),
         kwargsrepr="{}",
-        headers={"request_id": event.request_id},
+        # One request's events carry its id; a batch's events each carry their own in the
+        # outbox, and the worker logs each with it.
+        headers={"request_id": events[0].request_id} if len(events) == 1 else {},
         # No publish retries: a broker that is down now is the sweeper's business, and
-        # retrying would hold the HTTP request that committed the event.
+        # retrying would hold the HTTP request (or the relay) that committed the events.
         retry=False,
     )
 

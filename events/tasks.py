@@ -5,6 +5,7 @@ redelivered or late message sees the current state.
 """
 
 import logging
+import time
 from typing import Any
 from uuid import UUID
 
@@ -57,21 +58,47 @@ class HandlerBatches(Batches):
 
 @shared_task(base=HandlerBatches, name="events.tasks.handle_events", **HANDLER_BATCH)
 def handle_events(requests: list[SimpleRequest]) -> None:
-    """Run the handlers of every event in a batch of messages, each naming one event.
+    """Run the handlers of every event in a batch of messages, each naming some events.
 
-    The relay sends one message per event; the worker buffers them (celery-batches) and
-    runs them together, so the per-task and per-statement costs are shared. An event
-    whose handlers failed is handed to `handle_event`, which retries it alone with
-    backoff. The batch's messages are acknowledged when it returns, whatever happened:
-    an event whose retry could not be enqueued stays unhandled, and the outbox hands it
-    over again (events.services.outbox_redispatch_unhandled).
+    The relay sends one message for the events a web process committed together; the
+    worker buffers messages (celery-batches) and runs their events in chunks of
+    EVENTS_BATCH_SIZE, so the per-task and per-statement costs are shared.
     """
-    event_ids = [UUID(request.args[0]) for request in requests]
+    event_ids = [event_id for request in requests for event_id in _event_ids(request.args[0])]
+    # A message can name an event another message of the batch names too (a relay and a
+    # sweeper that met); handling it once per batch is enough.
+    unique = list(dict.fromkeys(event_ids))
+    # One time budget for the whole task, however many chunks it holds.
+    deadline = time.monotonic() + settings.CELERY_TASK_SOFT_TIME_LIMIT / 2
+    size = settings.EVENTS_BATCH_SIZE
+    for start in range(0, len(unique), size):
+        if not _handle_chunk(unique[start : start + size], deadline=deadline):
+            break
+
+
+def _event_ids(argument: str | list[str]) -> list[UUID]:
+    # A list from this release; one id from the release before, whose messages may still
+    # be queued after an upgrade.
+    if isinstance(argument, str):
+        return [UUID(argument)]
+    return [UUID(event_id) for event_id in argument]
+
+
+def _handle_chunk(event_ids: list[UUID], *, deadline: float) -> bool:
+    """Run one chunk's handlers; hand each event whose handlers failed to `handle_event`,
+    which retries it alone with backoff. Return whether every retry was enqueued.
+
+    The batch's messages are acknowledged when the task returns, whatever happened: an
+    event whose retry could not be enqueued stays unhandled, and the outbox hands it over
+    again (events.services.outbox_redispatch_unhandled).
+    """
     try:
         with db_router.use_primary():
             failures = {
                 (str(event.pk), event.topic): failed
-                for event, failed in services.event_handle_batch(event_ids=event_ids).items()
+                for event, failed in services.event_handle_batch(
+                    event_ids=event_ids, deadline=deadline
+                ).items()
             }
     except Exception as unhandled:
         # Before any handler ran (the database unreachable, say): all of them are owed.
@@ -83,7 +110,8 @@ def handle_events(requests: list[SimpleRequest]) -> None:
         if not _retry_alone(event_id, topic, failed):
             # The broker refused one: the rest would wait on it the same way. They stay
             # unhandled, and the outbox hands them over again.
-            break
+            return False
+    return True
 
 
 def _retry_alone(event_id: str, topic: str, failures: dict[str, Exception]) -> bool:

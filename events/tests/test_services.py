@@ -81,10 +81,10 @@ class TestRelayConfirmedByRabbitMQ:
         rabbitmq = self.refusing_publishes(events_queue)
         try:
             # A quorum queue enforces its length limit once a message is past it.
-            outbox.event_relay(event=filler)
+            outbox.event_relay(events=[filler])
             assert self.depth() == 1
 
-            assert outbox.event_relay(event=event) is False
+            assert outbox.event_relay(events=[event]) is False
         finally:
             rabbitmq.ctl("clear_policy", "refuse")
             wait_for(lambda: "refuse" not in rabbitmq.ctl("list_queues", "name", "policy"))
@@ -93,14 +93,14 @@ class TestRelayConfirmedByRabbitMQ:
         assert event.published_at is None
         assert event.last_error.startswith("OperationalError")
         assert self.depth() == 1
-        assert outbox.event_relay(event=event) is True
+        assert outbox.event_relay(events=[event]) is True
         assert self.depth() == 2
 
     def test_a_confirmed_publish_is_in_the_queue_when_marked(self, events_queue: Any) -> None:
         payload = {"id": str(uuid.uuid4()), "updated_at": timezone.now().isoformat()}
         event = OutboxEvent.objects.create(topic=USER_UPDATED, aggregate_id="a", payload=payload)
 
-        assert outbox.event_relay(event=event) is True
+        assert outbox.event_relay(events=[event]) is True
 
         event.refresh_from_db()
         assert event.published_at is not None
@@ -180,7 +180,7 @@ class TestRelay:
         assert event.published_at is None
         assert event.attempts == 1
         assert event.last_error.startswith("OperationalError: Error 111")
-        assert outbox.event_relay(event=event) is False
+        assert outbox.event_relay(events=[event]) is False
         event.refresh_from_db()
         assert event.attempts == 2
 
@@ -207,10 +207,10 @@ class TestRelay:
         # The relay and the sweeper may both publish an event the relay was slow with.
         payload = {"id": str(uuid.uuid4()), "updated_at": timezone.now().isoformat()}
         event = OutboxEvent.objects.create(topic=USER_UPDATED, aggregate_id="a", payload=payload)
-        assert outbox.event_relay(event=event) is True
+        assert outbox.event_relay(events=[event]) is True
         published_at = OutboxEvent.objects.get(pk=event.pk).published_at
         assert published_at is not None
-        assert outbox.event_relay(event=event) is True
+        assert outbox.event_relay(events=[event]) is True
         handled = list(HandledEvent.objects.values_list("handler", flat=True))
         assert sorted(handled) == sorted(handler_names(USER_UPDATED))
         # The first hand-over's record stands.

@@ -232,8 +232,9 @@ def test_the_same_message_twice_is_handled_once(worker: Worker, receiver: Receiv
     event = OutboxEvent.objects.get(aggregate_id=body["id"])
     wait_for(lambda: handled(event, WELCOME_EMAIL) and receiver.accepted, what="first handling")
 
-    # A batch's copy, a retry's copy, and an earlier release's copy naming one handler.
-    handle_events.apply_async(args=[str(event.pk)])
+    # A relay's copy (a list of ids), an earlier release's (one id), a retry's copy, and
+    # an earlier release's copy naming one handler.
+    handle_events.apply_async(args=[[str(event.pk), str(event.pk)]])
     handle_events.apply_async(args=[str(event.pk)])
     handle_event.apply_async(args=[str(event.pk)])
     for name in (WELCOME_EMAIL, WEBHOOKS):
