@@ -131,8 +131,9 @@ def _database(url: str, *, pool_timeout: float) -> dict:
                 "min_size": env.int("DATABASE_POOL_MIN_SIZE", default=1),
                 "max_size": env.int("DATABASE_POOL_MAX_SIZE", default=10),
                 # A request waits this long for a connection, then gets a 503. A sync worker
-                # holds one connection at a time, so the wait is for connecting: with the
-                # server down it is the whole timeout (docs/reliability.md).
+                # holds one connection at a time (two while its relay marks a batch), so the
+                # wait is for connecting: with the server down it is the whole timeout
+                # (docs/reliability.md).
                 "timeout": pool_timeout,
             },
         }

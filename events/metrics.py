@@ -40,6 +40,10 @@ RETRIED = Counter(
 RELAY_FAILED = Counter(
     "events_relay_failures_total", "Events the relay could not hand to the broker."
 )
+RELAY_DEFERRED = Counter(
+    "events_relay_deferred_total",
+    "Committed events left to the sweeper because the relay's queue was full.",
+)
 WEBHOOK_LATENCY = Histogram(
     "webhook_request_seconds",
     "Duration of webhook HTTP requests, by outcome.",

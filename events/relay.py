@@ -8,7 +8,8 @@ then hands them to the broker as one message and marks them published with one U
 
 Nothing here is needed for durability: an event is in the outbox from its commit, and one
 that a process never got to publish (killed with events in hand, a broker that refused
-them) is published by the sweeper after EVENTS_SWEEP_AFTER_SECONDS.
+them, a queue full while the broker was down) is published by the sweeper after
+EVENTS_SWEEP_AFTER_SECONDS.
 
 Written here rather than taken from a library: what it must do (start after a fork, stop
 with the process, close its database connection after each batch) is tied to this
@@ -16,6 +17,7 @@ project's processes, and the whole of it is one queue and one thread.
 """
 
 import atexit
+import contextlib
 import logging
 import os
 import queue
@@ -42,9 +44,11 @@ class BatchingRelay(Generic[Item]):
     """One thread per process that passes items to `flush` in batches.
 
     A batch is the first item and whatever else arrives within `linger()` seconds of it,
-    up to `max_size()` items. `flush` runs on the thread and must not raise: a failure
-    is its own to record. The thread starts with the first item in each process, so a
-    relay created before a fork (gunicorn preloads the app) gets a fresh one in the child.
+    up to `max_size()` items. `flush` runs on the thread; a failure is its own to record.
+    At most `capacity` items wait: while `flush` is slow (a broker timing out) the rest
+    are refused rather than held in memory without bound. The thread starts with the
+    first item in each process, so a relay created before a fork (gunicorn preloads the
+    app) gets a fresh one in the child.
     """
 
     def __init__(
@@ -54,38 +58,49 @@ class BatchingRelay(Generic[Item]):
         flush: Callable[[list[Item]], object],
         linger: Callable[[], float],
         max_size: Callable[[], int],
+        capacity: int,
     ) -> None:
         self._name = name
         self._flush = flush
         self._linger = linger
         self._max_size = max_size
+        self._capacity = capacity
         self._lock = threading.Lock()
         self._pid: int | None = None
-        self._queue: queue.SimpleQueue[Item | _Stop] = queue.SimpleQueue()
+        self._queue: queue.Queue[Item | _Stop] = queue.Queue(capacity)
         self._thread: threading.Thread | None = None
 
-    def submit(self, item: Item) -> None:
-        """Queue an item for the next batch; start this process's thread if needed."""
+    def submit(self, item: Item) -> bool:
+        """Queue an item for the next batch, starting this process's thread if needed;
+        return False, keeping nothing, when `capacity` items are already waiting."""
         if self._pid != os.getpid():
             self._start()
-        self._queue.put(item)
+        try:
+            self._queue.put_nowait(item)
+        except queue.Full:
+            return False
+        return True
 
     def stop(self, *, timeout: float = STOP_TIMEOUT_SECONDS) -> None:
         """Publish what is queued and end the thread; wait at most `timeout` seconds."""
         thread = self._thread
         if thread is None or self._pid != os.getpid() or not thread.is_alive():
             return
-        self._queue.put(_Stop())
-        thread.join(timeout)
+        deadline = time.monotonic() + timeout
+        # A queue still full after the whole timeout: the thread is stuck on the broker,
+        # and what it holds is the sweeper's.
+        with contextlib.suppress(queue.Full):
+            self._queue.put(_Stop(), timeout=timeout)
+        thread.join(max(deadline - time.monotonic(), 0))
         if thread.is_alive():
-            logger.warning("%s: stopped before publishing everything; the sweeper will", self._name)
+            logger.warning("%s: stopped with events unpublished; the sweeper has them", self._name)
 
     def _start(self) -> None:
         with self._lock:
             if self._pid == os.getpid():
                 return
             # A thread and queue inherited through a fork do not exist in this process.
-            self._queue = queue.SimpleQueue()
+            self._queue = queue.Queue(self._capacity)
             self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
             self._pid = os.getpid()
             self._thread.start()

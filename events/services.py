@@ -76,7 +76,7 @@ def event_relay(*, events: Sequence[OutboxEvent]) -> bool:
         return True
     except Exception as exc:
         logger.warning("outbox relay failed for %d events; the sweeper will retry", len(events))
-        metrics.RELAY_FAILED.inc()
+        metrics.RELAY_FAILED.inc(len(events))
         try:
             OutboxEvent.objects.filter(pk__in=event_ids).update(
                 attempts=F("attempts") + 1, last_error=_describe(exc)
@@ -86,13 +86,16 @@ def event_relay(*, events: Sequence[OutboxEvent]) -> bool:
         return False
 
 
-# The web process's relay: one thread, one message for the events its requests committed
-# within the linger. Read at each batch, so a test's settings apply.
+# The process's relay: one thread, one message for the events its requests committed
+# within the linger (settings read at each batch, so a test's apply). While the broker is
+# down each batch waits out the connect timeout; twenty batches wait at most, and events
+# beyond them are the sweeper's.
 _RELAY: BatchingRelay[OutboxEvent] = BatchingRelay(
     name="outbox-relay",
     flush=lambda events: event_relay(events=events),
     linger=lambda: settings.EVENTS_RELAY_LINGER_SECONDS,
     max_size=lambda: settings.EVENTS_BATCH_SIZE,
+    capacity=20 * settings.EVENTS_BATCH_SIZE,
 )
 
 
@@ -101,8 +104,8 @@ def _relay_after_commit(event: OutboxEvent) -> None:
     # the request's; and a linger of 0 asks for no batching: both relay here and now.
     if current_app.conf.task_always_eager or settings.EVENTS_RELAY_LINGER_SECONDS <= 0:
         event_relay(events=[event])
-    else:
-        _RELAY.submit(event)
+    elif not _RELAY.submit(event):
+        metrics.RELAY_DEFERRED.inc()
 
 
 def outbox_sweep(

@@ -26,11 +26,14 @@ class Recorder:
         self.batches: list[list[str]] = []
         self.fail_first = fail_first
         self.changed = threading.Condition()
+        self.released = threading.Event()
+        self.released.set()
 
     def __call__(self, batch: list[str]) -> None:
         with self.changed:
             self.batches.append(batch)
             self.changed.notify_all()
+        self.released.wait()
         if self.fail_first and len(self.batches) == 1:
             raise RuntimeError("broker down")
 
@@ -40,11 +43,17 @@ class Recorder:
             return list(self.batches)
 
 
-def relay(flush: Recorder, *, linger: float = 3600, max_size: int = 3) -> BatchingRelay[str]:
+def relay(
+    flush: Recorder, *, linger: float = 3600, max_size: int = 3, capacity: int = 100
+) -> BatchingRelay[str]:
     # A linger of an hour: a batch ends only when full or when the relay stops, so what a
     # batch holds never depends on the machine's speed.
     return BatchingRelay(
-        name="test-relay", flush=flush, linger=lambda: linger, max_size=lambda: max_size
+        name="test-relay",
+        flush=flush,
+        linger=lambda: linger,
+        max_size=lambda: max_size,
+        capacity=capacity,
     )
 
 
@@ -84,6 +93,20 @@ class TestBatching:
         assert flush.wait(2) == [["a"], ["b"]]
         subject.stop()
 
+    def test_while_a_flush_hangs_items_beyond_the_capacity_are_refused(self) -> None:
+        flush = Recorder()
+        flush.released.clear()  # the broker timing out
+        subject = relay(flush, max_size=1, capacity=2)
+        assert subject.submit("a")
+        flush.wait(1)
+
+        assert subject.submit("b")
+        assert subject.submit("c")
+        assert not subject.submit("d")
+        flush.released.set()
+        subject.stop()
+        assert flush.batches == [["a"], ["b"], ["c"]]
+
     def test_a_forked_child_relays_with_a_thread_of_its_own(self) -> None:
         read_end, write_end = os.pipe()
 
@@ -91,7 +114,7 @@ class TestBatching:
             os.write(write_end, json.dumps(batch).encode() + b"\n")
 
         subject: BatchingRelay[str] = BatchingRelay(
-            name="test-relay", flush=to_pipe, linger=lambda: 3600, max_size=lambda: 10
+            name="test-relay", flush=to_pipe, linger=lambda: 3600, max_size=lambda: 10, capacity=10
         )
         subject.submit("before the fork")
         pid = os.fork()
