@@ -62,6 +62,7 @@ from events.models import (  # noqa: E402
     WebhookDelivery,
     WebhookSubscription,
 )
+from users import topics  # noqa: E402
 
 EVENTS = 1_000_000
 UNPUBLISHED = 3_000
@@ -138,7 +139,7 @@ def seed() -> None:
         cursor.execute(f"TRUNCATE {', '.join(TABLES)}")
     subscription = WebhookSubscription(
         url="https://hooks.example.com/plans",
-        topics=[registry.USER_UPDATED],
+        topics=[topics.USER_UPDATED],
         secret=secrets.token_urlsafe(32),
         is_active=False,
     )
@@ -151,8 +152,8 @@ def seed() -> None:
         "handled": HANDLED,
         "records": HANDLED_RECORDS_EVENTS,
         "owed": OWED_DELIVERIES,
-        "topic": registry.USER_UPDATED,
-        "handlers": list(registry.HANDLERS[registry.USER_UPDATED]),
+        "topic": topics.USER_UPDATED,
+        "handlers": list(registry.handler_names(topics.USER_UPDATED)),
         "subscription": subscription.pk,
     }
     with connection.cursor() as cursor:

@@ -221,8 +221,9 @@ def data_checks(
 ) -> tuple[dict[str, Any], list[Check]]:
     """The database against the responses, the email files and the receiver."""
     from events.models import HandledEvent, OutboxEvent, WebhookDelivery
-    from events.registry import USER_CREATED, handler_names
+    from events.registry import handler_names
     from users.models import User
+    from users.topics import USER_CREATED
 
     signed_up = {r.email for r in responses if r.kind == "signup" and r.status == 201}
     users = dict(User.objects.values_list("email", "pk"))

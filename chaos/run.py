@@ -178,10 +178,10 @@ def close_database_connections() -> None:
 
 def subscribe(url: str) -> str:
     """Subscribe `url` to every topic; return the signing secret."""
-    from events.registry import TOPICS
+    from events.registry import topics
     from events.webhooks import webhook_subscription_create
 
-    return webhook_subscription_create(url=url, topics=list(TOPICS)).secret
+    return webhook_subscription_create(url=url, topics=list(topics())).secret
 
 
 def run_faults(

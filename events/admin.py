@@ -78,7 +78,9 @@ class WebhookSubscriptionForm(forms.ModelForm):
 
     url = forms.URLField(max_length=500, assume_scheme="https")
     topics = forms.MultipleChoiceField(
-        choices=[(topic, topic) for topic in registry.TOPICS],
+        # Called when a form is built: the admin loads this module before the apps that
+        # declare the topics are ready.
+        choices=lambda: [(topic, topic) for topic in registry.topics()],
         widget=forms.CheckboxSelectMultiple,
     )
     secret = forms.CharField(

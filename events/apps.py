@@ -9,8 +9,10 @@ class EventsConfig(AppConfig):
     name = "events"
 
     def ready(self) -> None:
-        """Serve the outbox figures on every scrape, gunicorn's multiprocess mode included."""
+        """Serve the outbox figures on every scrape, gunicorn's multiprocess mode included;
+        register the webhooks' event handler."""
         from core.metrics import register_live_collector
+        from events import webhooks  # noqa: F401 (registers its handler)
         from events.metrics import OutboxCollector
 
         # ValueError: already registered (ready() can run twice in test and reload setups).

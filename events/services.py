@@ -233,7 +233,7 @@ def event_handle_batch(
         # Tagged with the request that wrote the event: a batch mixes many requests.
         with structlog.contextvars.bound_contextvars(request_id=event.request_id or None):
             logger.info("handling event %s", event.pk)
-        if event.topic not in registry.TOPICS:
+        if event.topic not in registry.topics():
             # Its topic was renamed or removed: it fails alone, left to the operators.
             failures[event] = {
                 registry.ALL_HANDLERS: LookupError(f"no handlers for topic {event.topic!r}")
@@ -250,7 +250,9 @@ def event_handle_batch(
 def _by_handler(events: Sequence[OutboxEvent]) -> dict[str, list[OutboxEvent]]:
     groups: dict[str, list[OutboxEvent]] = {}
     for event in events:
-        for name in registry.HANDLERS.get(event.topic, ()):
+        if event.topic not in registry.topics():
+            continue
+        for name in registry.handler_names(event.topic):
             groups.setdefault(name, []).append(event)
     return groups
 
@@ -260,7 +262,7 @@ def _handle_group(
 ) -> dict[OutboxEvent, Exception]:
     """Run handler `name` on `events`, whole or (after a failure, or for a handler with
     outside effects) one by one until `deadline`; return the events it failed on."""
-    if name not in registry.ONE_EVENT_AT_A_TIME and len(events) > 1:
+    if not registry.registration(name).one_event_at_a_time and len(events) > 1:
         try:
             _handle_once(events=events, handler_name=name)
             return {}
@@ -290,7 +292,7 @@ def _handle_once(*, events: list[OutboxEvent], handler_name: str) -> None:
     runs the handler afresh. Side effects outside the database (an email sent just before
     a crash) can still repeat: that window is as small as the commit.
     """
-    handler = registry.resolve(handler_name)
+    handler = registry.registration(handler_name).handler
     with transaction.atomic(using=PRIMARY):
         fresh = HandledEvent.objects.record(
             event_ids=[event.pk for event in events], handler=handler_name, using=PRIMARY

@@ -88,6 +88,11 @@ def webhook_subscription_delete(*, subscription: WebhookSubscription) -> None:
     subscription.delete()
 
 
+# Recorded with every event handled: never change it.
+FAN_OUT = "events.webhooks.webhook_fan_out"
+
+
+@registry.handles(registry.EVERY_TOPIC, name=FAN_OUT)
 def webhook_fan_out(events: Sequence[OutboxEvent]) -> None:
     """Event handler: one delivery per event and active subscription to its topic.
 
@@ -392,9 +397,10 @@ def _post(
 
 def _validate(subscription: WebhookSubscription) -> None:
     errors: dict[str, list[str]] = {}
-    unknown = [topic for topic in subscription.topics if topic not in registry.TOPICS]
+    known = registry.topics()
+    unknown = [topic for topic in subscription.topics if topic not in known]
     if not subscription.topics or unknown:
-        errors["topics"] = [f"Choose one or more of: {', '.join(registry.TOPICS)}."]
+        errors["topics"] = [f"Choose one or more of: {', '.join(known)}."]
     try:
         ssrf.check_target(subscription.url)
     except ssrf.UnsafeTarget as exc:

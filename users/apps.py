@@ -7,5 +7,6 @@ class UsersConfig(AppConfig):
     name = "users"
 
     def ready(self) -> None:
-        """Connect the failed-login counters to Django's login signals."""
-        from users import login_throttle  # noqa: F401 (connects its receivers)
+        """Connect the failed-login counters to Django's login signals; register the
+        event handlers."""
+        from users import handlers, login_throttle  # noqa: F401 (they register themselves)

@@ -1,4 +1,7 @@
-"""Reactions of the users domain to events (registered in events.registry)."""
+"""Reactions of the users domain to its events, registered with events.registry.
+
+The names given to `handles` are recorded with every event handled: never change one.
+"""
 
 from collections.abc import Sequence
 
@@ -7,10 +10,15 @@ from django.core.mail import send_mail
 
 from core.cache import RedisUnavailable
 from events.models import OutboxEvent
-from events.registry import DependencyDown
+from events.registry import DependencyDown, handles
 from users.cache import user_cache_invalidate_from_events
+from users.topics import USER_CREATED, USER_DEACTIVATED, USER_UPDATED
+
+WELCOME_EMAIL = "users.handlers.send_welcome_email"
+CACHE_INVALIDATION = "users.handlers.invalidate_cached_user"
 
 
+@handles(USER_CREATED, name=WELCOME_EMAIL, one_event_at_a_time=True)
 def send_welcome_email(events: Sequence[OutboxEvent]) -> None:
     """user.created: greet each new user at the address they signed up with.
 
@@ -20,8 +28,8 @@ def send_welcome_email(events: Sequence[OutboxEvent]) -> None:
     goes to is the one thing the recipient knows.
 
     Runs in the transaction that records the event as handled; if sending raises, that
-    record rolls back and the task retries. The registry gives it one event at a time
-    (events.registry.ONE_EVENT_AT_A_TIME), so a retry never repeats another's email.
+    record rolls back and the task retries. It is given one event at a time
+    (`one_event_at_a_time`), so a retry never repeats another's email.
     """
     for event in events:
         email = event.payload["email"]
@@ -36,6 +44,7 @@ def send_welcome_email(events: Sequence[OutboxEvent]) -> None:
         )
 
 
+@handles(USER_CREATED, USER_UPDATED, USER_DEACTIVATED, name=CACHE_INVALIDATION)
 def invalidate_cached_user(events: Sequence[OutboxEvent]) -> None:
     """user.*: stop Redis serving cached copies older than the users' rows, durably
     (see users.cache).

@@ -22,10 +22,9 @@ from django.utils import timezone
 from knox.models import AuthToken
 
 from core.exceptions import ApplicationError, InvalidCredentials, Throttled
-from events import registry as topics
 from events.services import event_publish
 from users import cache as user_caches
-from users import login_throttle
+from users import login_throttle, topics
 from users.cache import user_cache_refresh_on_commit
 from users.models import User, normalize_email
 

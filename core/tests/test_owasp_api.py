@@ -19,9 +19,9 @@ from rest_framework.views import APIView
 
 from core.tests.test_settings import run_manage
 from events.models import WebhookSubscription
-from events.registry import USER_CREATED
 from users.models import User
 from users.tests.factories import DEFAULT_PASSWORD, UserFactory
+from users.topics import USER_CREATED
 
 pytestmark = pytest.mark.django_db
 

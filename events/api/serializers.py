@@ -4,8 +4,8 @@ from typing import Any
 
 from rest_framework import serializers
 
+from events import registry
 from events.models import WebhookSubscription
-from events.registry import TOPICS
 from users.api.serializers import StrictSerializer
 
 
@@ -13,7 +13,9 @@ class WebhookSubscriptionCreateSerializer(StrictSerializer):
     """A new subscription. Without a secret the service generates one."""
 
     url = serializers.URLField(max_length=500)
-    topics = serializers.ListField(child=serializers.ChoiceField(choices=TOPICS), min_length=1)
+    topics = serializers.ListField(
+        child=serializers.ChoiceField(choices=registry.topics()), min_length=1
+    )
     secret = serializers.CharField(
         min_length=16, max_length=200, required=False, write_only=True, trim_whitespace=False
     )
@@ -25,7 +27,7 @@ class WebhookSubscriptionUpdateSerializer(StrictSerializer):
 
     url = serializers.URLField(max_length=500, required=False)
     topics = serializers.ListField(
-        child=serializers.ChoiceField(choices=TOPICS), min_length=1, required=False
+        child=serializers.ChoiceField(choices=registry.topics()), min_length=1, required=False
     )
     secret = serializers.CharField(
         min_length=16, max_length=200, required=False, write_only=True, trim_whitespace=False

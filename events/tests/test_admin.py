@@ -6,7 +6,8 @@ import pytest
 from django.utils import timezone
 
 from events.models import HandledEvent, OutboxEvent, WebhookDelivery, WebhookSubscription
-from events.registry import USER_CREATED, USER_UPDATED, WEBHOOKS
+from events.webhooks import FAN_OUT
+from users.topics import USER_CREATED, USER_UPDATED
 
 pytestmark = pytest.mark.django_db
 
@@ -34,7 +35,7 @@ def test_dispatch_again_runs_the_handlers(staff_login: Any, eager_celery: None) 
     )
 
     assert response.status_code == 302
-    assert HandledEvent.objects.filter(event_id=event.pk, handler=WEBHOOKS).exists()
+    assert HandledEvent.objects.filter(event_id=event.pk, handler=FAN_OUT).exists()
     event.refresh_from_db()
     assert event.published_at is not None
 

@@ -8,7 +8,7 @@ from prometheus_client import REGISTRY
 
 from events.metrics import OutboxCollector
 from events.models import OutboxEvent, WebhookDelivery, WebhookSubscription
-from events.registry import USER_CREATED
+from users.topics import USER_CREATED
 
 pytestmark = pytest.mark.django_db
 

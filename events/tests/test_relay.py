@@ -12,11 +12,11 @@ import redis
 from django.conf import settings
 
 from events.models import OutboxEvent
-from events.registry import USER_UPDATED
 from events.relay import BatchingRelay
 from events.tests.conftest import wait_for
 from users import services as user_services
 from users.tests.factories import UserFactory
+from users.topics import USER_UPDATED
 
 
 class Recorder:

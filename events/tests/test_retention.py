@@ -6,9 +6,9 @@ import pytest
 from django.utils import timezone
 
 from events.models import HandledEvent, OutboxEvent, WebhookAttempt, WebhookDelivery
-from events.registry import USER_UPDATED
 from events.retention import retention_purge
 from events.webhooks import webhook_subscription_create
+from users.topics import USER_UPDATED
 
 pytestmark = pytest.mark.django_db
 

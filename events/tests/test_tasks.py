@@ -21,7 +21,6 @@ from rest_framework.test import APIClient
 from config.celery import app as celery_app
 from events import signing
 from events.models import HandledEvent, OutboxEvent, WebhookAttempt, WebhookDelivery
-from events.registry import USER_CREATED, WEBHOOKS, WELCOME_EMAIL
 from events.tasks import handle_event, handle_events
 from events.tests.conftest import (
     WORKER_SETTINGS,
@@ -31,8 +30,10 @@ from events.tests.conftest import (
     sent_emails,
     wait_for,
 )
-from events.webhooks import webhook_subscription_create
+from events.webhooks import FAN_OUT, webhook_subscription_create
+from users.handlers import WELCOME_EMAIL
 from users.models import User
+from users.topics import USER_CREATED
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.services]
 
@@ -100,7 +101,7 @@ def test_sign_up_sends_the_welcome_email_and_a_signed_webhook_once(
     [message] = sent_emails(worker.env, "ann@example.com")
     assert message["Subject"] == "Welcome"
     assert handled(event, WELCOME_EMAIL) == 1
-    assert handled(event, WEBHOOKS) == 1
+    assert handled(event, FAN_OUT) == 1
     assert delivery_of(event).status == WebhookDelivery.Status.DELIVERED
     # The request id travelled in the task headers into the worker's log lines.
     lines = [json.loads(line) for line in worker.tail().splitlines() if line.startswith("{")]
@@ -129,7 +130,7 @@ def test_broker_down_keeps_the_event_and_the_sweeper_publishes_it_once(
     worker.start()
 
     wait_for(lambda: sent_emails(worker.env, "bob@example.com"), what="the email after the sweep")
-    wait_for(lambda: handled(event, WEBHOOKS), what="the webhook handler")
+    wait_for(lambda: handled(event, FAN_OUT), what="the webhook handler")
     wait_for(lambda: broker_drained(worker.env["CELERY_BROKER_URL"]), what="the worker to idle")
     event.refresh_from_db()
     assert event.published_at is not None
@@ -223,7 +224,7 @@ def test_sigterm_mid_task_finishes_or_redelivers_the_delivery_exactly_once(
     assert WebhookAttempt.objects.filter(delivery__event=event).count() == 1, path
     assert len(sent_emails(worker.env, "hal@example.com")) == 1, path
     assert handled(event, WELCOME_EMAIL) == 1, path
-    assert handled(event, WEBHOOKS) == 1, path
+    assert handled(event, FAN_OUT) == 1, path
 
 
 def test_the_same_message_twice_is_handled_once(worker: Worker, receiver: Receiver) -> None:
@@ -237,7 +238,7 @@ def test_the_same_message_twice_is_handled_once(worker: Worker, receiver: Receiv
     handle_events.apply_async(args=[[str(event.pk), str(event.pk)]])
     handle_events.apply_async(args=[str(event.pk)])
     handle_event.apply_async(args=[str(event.pk)])
-    for name in (WELCOME_EMAIL, WEBHOOKS):
+    for name in (WELCOME_EMAIL, FAN_OUT):
         handle_event.apply_async(args=[str(event.pk), name])
     wait_for(lambda: broker_drained(worker.env["CELERY_BROKER_URL"]), what="the duplicates")
 
@@ -245,7 +246,7 @@ def test_the_same_message_twice_is_handled_once(worker: Worker, receiver: Receiv
     assert receiver.ids() == [str(event.pk)]
     assert len(receiver.requests) == 1
     assert handled(event, WELCOME_EMAIL) == 1
-    assert handled(event, WEBHOOKS) == 1
+    assert handled(event, FAN_OUT) == 1
 
 
 def test_a_failing_handler_retries_without_blocking_the_others(

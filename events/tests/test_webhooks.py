@@ -24,9 +24,9 @@ from config.celery import app as celery_app
 from core.broker_probe import broker_queue_stats
 from events import signing, webhook_http, webhooks
 from events.models import OutboxEvent, WebhookAttempt, WebhookDelivery, WebhookSubscription
-from events.registry import USER_CREATED, USER_UPDATED
 from events.tasks import deliver_webhooks
 from events.tests.conftest import Receiver
+from users.topics import USER_CREATED, USER_UPDATED
 
 pytestmark = pytest.mark.django_db
 

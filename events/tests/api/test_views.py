@@ -9,8 +9,8 @@ from django.test import override_settings
 from rest_framework.test import APIClient
 
 from events.models import WebhookSubscription
-from events.registry import USER_CREATED, USER_UPDATED
 from users.models import User
+from users.topics import USER_CREATED, USER_UPDATED
 
 pytestmark = pytest.mark.django_db
 
