@@ -34,6 +34,17 @@ logger = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
 
+# The tasks this module hands work to, by their registered names: events.tasks calls this
+# module, so it is named here rather than imported (events.apps imports the tasks, so every
+# process has them registered).
+HANDLE_EVENTS_TASK = "events.tasks.handle_events"
+
+# A publish from the worker tries once more, at once, on a fresh connection: after the
+# broker restarts, each process's pooled connection is the one the broker closed, and
+# its first publish fails on it. A broker that is really down fails the second try as
+# fast; what was not enqueued is then the sweepers' to hand over.
+PUBLISH_RETRY = {"max_retries": 1, "interval_start": 0, "interval_step": 0, "interval_max": 0}
+
 
 def event_publish(*, topic: str, aggregate_id: object, payload: dict[str, Any]) -> OutboxEvent:
     """Write an event to the outbox inside the caller's transaction; relay it on commit.
@@ -309,13 +320,10 @@ def _handle_once(*, events: list[OutboxEvent], handler_name: str) -> None:
 
 
 def _enqueue_handlers(events: Sequence[OutboxEvent]) -> None:
-    # Imported here: tasks import this module.
-    from events.tasks import handle_events
-
     for event in events:
         registry.handler_names(event.topic)  # no handler for the topic: refuse, not publish
     event_ids = [str(event.pk) for event in events]
-    handle_events.apply_async(
+    current_app.tasks[HANDLE_EVENTS_TASK].apply_async(
         args=[event_ids],
         # Given, so that Celery does not build them with its safe repr on every publish.
         argsrepr=repr([event_ids]),

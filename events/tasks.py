@@ -20,12 +20,6 @@ from events.models import OutboxEvent
 
 logger = logging.getLogger(__name__)
 
-# A publish from the worker tries once more, at once, on a fresh connection: after the
-# broker restarts, each process's pooled connection is the one the broker closed, and
-# its first publish fails on it. A broker that is really down fails the second try as
-# fast; what was not enqueued is then the sweepers' to hand over.
-PUBLISH_RETRY = {"max_retries": 1, "interval_start": 0, "interval_step": 0, "interval_max": 0}
-
 # A batch runs when this many messages are buffered, or this long after the first: under
 # load, batches fill and their fixed costs are shared; when idle, an event waits at most
 # the interval. The prefetch (CELERY_WORKER_PREFETCH_MULTIPLIER) must let a batch fill.
@@ -56,7 +50,7 @@ class HandlerBatches(Batches):
         return super().Strategy(task, app, consumer)
 
 
-@shared_task(base=HandlerBatches, name="events.tasks.handle_events", **HANDLER_BATCH)
+@shared_task(base=HandlerBatches, name=services.HANDLE_EVENTS_TASK, **HANDLER_BATCH)
 def handle_events(requests: list[SimpleRequest]) -> None:
     """Run the handlers of every event in a batch of messages, each naming some events.
 
@@ -129,7 +123,7 @@ def _retry_alone(event_id: str, topic: str, failures: dict[str, Exception]) -> b
             countdown=_backoff(attempt=1),
             retries=1,
             retry=True,
-            retry_policy=PUBLISH_RETRY,
+            retry_policy=services.PUBLISH_RETRY,
         )
     except Exception:
         logger.warning("could not enqueue the retry of event %s", event_id, exc_info=True)
@@ -205,7 +199,7 @@ def purge_expired() -> dict[str, int]:
     return purged
 
 
-@shared_task(name="events.tasks.deliver_webhooks")
+@shared_task(name=webhooks.DELIVER_WEBHOOKS_TASK)
 def deliver_webhooks(delivery_ids: list[str]) -> None:
     """Make one attempt of each delivery (a subscription's share of a batch of events);
     hand each that failed to `deliver_webhook`, which retries it alone with backoff."""
@@ -226,7 +220,7 @@ def deliver_webhooks(delivery_ids: list[str]) -> None:
                 countdown=countdown,
                 retries=1,
                 retry=True,
-                retry_policy=PUBLISH_RETRY,
+                retry_policy=services.PUBLISH_RETRY,
             )
         except Exception:
             # The deliveries are committed and due: webhook_sweep_stalled enqueues them

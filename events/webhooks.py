@@ -23,6 +23,7 @@ from typing import Any
 from uuid import UUID
 
 import urllib3
+from celery import current_app
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.serializers.json import DjangoJSONEncoder
@@ -33,6 +34,7 @@ from django.utils import timezone
 from events import breaker, metrics, registry, signing, ssrf, webhook_http
 from events.backoff import backoff_seconds
 from events.models import OutboxEvent, WebhookAttempt, WebhookDelivery, WebhookSubscription
+from events.services import PUBLISH_RETRY
 
 logger = logging.getLogger(__name__)
 
@@ -90,6 +92,10 @@ def webhook_subscription_delete(*, subscription: WebhookSubscription) -> None:
 
 # Recorded with every event handled: never change it.
 FAN_OUT = "events.webhooks.webhook_fan_out"
+
+# The task this module hands deliveries to, by its registered name: events.tasks calls
+# this module, so it is named here rather than imported.
+DELIVER_WEBHOOKS_TASK = "events.tasks.deliver_webhooks"
 
 
 @registry.handles(registry.EVERY_TOPIC, name=FAN_OUT)
@@ -415,10 +421,8 @@ def _validate(subscription: WebhookSubscription) -> None:
 
 
 def _enqueue_deliveries(*, delivery_ids: list[UUID]) -> None:
-    from events.tasks import PUBLISH_RETRY, deliver_webhooks
-
     try:
-        deliver_webhooks.apply_async(
+        current_app.tasks[DELIVER_WEBHOOKS_TASK].apply_async(
             args=[[str(pk) for pk in delivery_ids]], retry=True, retry_policy=PUBLISH_RETRY
         )
     except Exception:

@@ -8,5 +8,5 @@ class UsersConfig(AppConfig):
 
     def ready(self) -> None:
         """Connect the failed-login counters to Django's login signals; register the
-        event handlers."""
-        from users import handlers, login_throttle  # noqa: F401 (they register themselves)
+        event handlers and the tasks."""
+        from users import handlers, login_throttle, tasks  # noqa: F401 (they register themselves)

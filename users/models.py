@@ -22,12 +22,16 @@ class UserManager(BaseUserManager["User"]):
 
     def create_user(self, email: str, password: str | None = None, **extra: Any) -> "User":
         """Create a user through `users.services.user_create`."""
+        # Imported on call: the service imports this module. It stays the one way in, so
+        # that `createsuperuser` publishes the sign-up event and refreshes the cache too;
+        # core/tests/test_import_cycles.py allows this edge and no other.
         from users.services import user_create
 
         return user_create(email=email, password=password, **extra)
 
     def create_superuser(self, email: str, password: str | None = None, **extra: Any) -> "User":
         """Create a staff superuser through `users.services.user_create`."""
+        # Imported on call, as in create_user.
         from users.services import user_create
 
         return user_create(

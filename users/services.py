@@ -9,6 +9,7 @@ and its event commit together or not at all.
 from typing import Any
 from urllib.parse import urlencode
 
+from celery import current_app
 from django.conf import settings
 from django.contrib.auth import authenticate
 from django.contrib.auth.password_validation import validate_password
@@ -45,6 +46,10 @@ _CONSTRAINED_FIELDS = frozenset().union(
 )
 # Separates email-change tokens from every other value signed with the secret key.
 EMAIL_CHANGE_SALT = "users.email-change"
+# The mails are sent by tasks, named here rather than imported: users.tasks calls this
+# module (users.apps imports the tasks, so every process has them registered).
+EMAIL_CHANGE_CONFIRMATION_TASK = "users.tasks.send_email_change_confirmation"
+EMAIL_CHANGED_NOTICE_TASK = "users.tasks.send_email_changed_notice"
 
 
 class RevocationUnavailable(ApplicationError):
@@ -169,12 +174,9 @@ def user_email_change_request(*, user: User, new_email: str) -> None:
     new_email = normalize_email(new_email)
     if new_email == user.email:
         return
-    from users.tasks import send_email_change_confirmation
-
+    task = current_app.tasks[EMAIL_CHANGE_CONFIRMATION_TASK]
     user_id = str(user.pk)
-    transaction.on_commit(
-        lambda: send_email_change_confirmation.delay(user_id=user_id, new_email=new_email)
-    )
+    transaction.on_commit(lambda: task.delay(user_id=user_id, new_email=new_email))
 
 
 def email_change_token(*, user: User, new_email: str) -> str:
@@ -244,14 +246,11 @@ def user_email_change_confirm(*, token: str) -> User:
     )
     if user is None or user.email != payload.get("from"):
         raise invalid
-    from users.tasks import send_email_changed_notice
-
+    task = current_app.tasks[EMAIL_CHANGED_NOTICE_TASK]
     old_email, new_email = user.email, payload["to"]
     with transaction.atomic():
         changed = user_update(user=user, data={"email": new_email})
-        transaction.on_commit(
-            lambda: send_email_changed_notice.delay(old_email=old_email, new_email=new_email)
-        )
+        transaction.on_commit(lambda: task.delay(old_email=old_email, new_email=new_email))
     return changed
 
 
