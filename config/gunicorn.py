@@ -21,6 +21,12 @@ __all__ = ["child_exit", "on_starting", "post_fork"]
 bind = f"{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '8000')}"
 # Django is synchronous: one worker a core plus one to cover I/O waits.
 workers = int(os.environ.get("WEB_CONCURRENCY", multiprocessing.cpu_count() + 1))
+# Sync workers by default: measured against gthread with four threads (docs/benchmarks.md,
+# read path), keep-alive saved no CPU per read, and four threads sharing a worker's GIL
+# raised the p99 from about 50 ms to 100-190 ms. gthread stays a setting for deployments
+# whose clients sit behind slow links, where a sync worker would wait on each in turn.
+worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "sync")
+threads = int(os.environ.get("GUNICORN_THREADS", "1"))
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
 # SIGTERM stops accepting new connections at once and lets in-flight requests finish for
 # this long before workers are killed; Kubernetes' terminationGracePeriodSeconds must be

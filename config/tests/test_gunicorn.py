@@ -1,5 +1,6 @@
 """config/gunicorn.py under a real gunicorn: SIGTERM during a slow request lets it finish
-while new connections are refused, and access log lines are JSON."""
+while new connections are refused, access log lines are JSON, and the worker class is a
+setting."""
 
 import http.client
 import json
@@ -51,7 +52,8 @@ def refuses(port: int) -> bool:
 
 
 @pytest.fixture
-def gunicorn(tmp_path) -> Iterator[tuple[subprocess.Popen[str], int, Path]]:
+def gunicorn(tmp_path, request) -> Iterator[tuple[subprocess.Popen[str], int, Path]]:
+    """gunicorn on config/gunicorn.py; a test's indirect parameter adds variables."""
     port = free_port()
     log = tmp_path / "gunicorn.log"
     env = {
@@ -62,6 +64,7 @@ def gunicorn(tmp_path) -> Iterator[tuple[subprocess.Popen[str], int, Path]]:
         "GUNICORN_ACCESS_LOG": "-",
         "GUNICORN_GRACEFUL_TIMEOUT": "30",
         "SLOW_GATE_DIR": str(tmp_path),
+        **getattr(request, "param", {}),
     }
     with log.open("w") as output:
         server = subprocess.Popen(
@@ -159,3 +162,23 @@ def test_access_lines_are_json_even_for_hostile_headers_and_omit_query_strings(g
     assert (line["path"], line["status"]) == ("/healthz", 200)
     assert isinstance(line["duration_ms"], float)
     assert "query-secret" not in text
+
+
+@pytest.mark.parametrize(
+    ("gunicorn", "keeps_alive"),
+    [
+        ({}, False),
+        ({"GUNICORN_WORKER_CLASS": "gthread", "GUNICORN_THREADS": "2"}, True),
+    ],
+    indirect=["gunicorn"],
+    ids=["sync", "gthread"],
+)
+def test_the_worker_class_decides_whether_connections_stay_open(gunicorn, keeps_alive):
+    _, port, _ = gunicorn
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    connection.request("GET", "/healthz", headers={"Host": "localhost"})
+    response = connection.getresponse()
+    response.read()
+
+    assert response.status == 200
+    assert (response.getheader("Connection", "").lower() == "close") is not keeps_alive
