@@ -1,10 +1,45 @@
-"""Admin pagination that does not COUNT a large table on every page load."""
+"""Pagination: the API's cursor pages, and admin pages that do not COUNT a large table."""
 
 from functools import cached_property
+from typing import Any
 
 from django.core.paginator import Paginator
 from django.db import connections
 from django.db.models import QuerySet
+from rest_framework.exceptions import ValidationError
+from rest_framework.pagination import CursorPagination
+from rest_framework.request import Request
+from rest_framework.views import APIView
+
+
+class StrictCursorPagination(CursorPagination):
+    """Cursor pages (stable while rows are inserted, no COUNT) for the API's lists.
+
+    A `page_size` above the maximum is capped, not refused; one that is not a positive
+    integer is a 400, where DRF would quietly use the default. Subclasses set `ordering`.
+    """
+
+    page_size = 50
+    page_size_query_param = "page_size"
+    max_page_size = 200
+
+    def get_page_size(self, request: Request) -> int:
+        """The requested page size, capped at `max_page_size`; the default if none asked."""
+        raw = request.query_params.get(self.page_size_query_param)
+        if raw is None:
+            return self.page_size
+        if not raw.isascii() or not raw.isdigit() or int(raw) < 1:
+            raise ValidationError({self.page_size_query_param: ["Enter a positive integer."]})
+        return min(int(raw), self.max_page_size)
+
+    def get_schema_operation_parameters(self, view: APIView) -> list[dict[str, Any]]:
+        """DRF's parameters, with the lower bound of `page_size` stated."""
+        parameters = super().get_schema_operation_parameters(view)
+        for parameter in parameters:
+            if parameter["name"] == self.page_size_query_param:
+                parameter["schema"]["minimum"] = 1
+        return parameters
+
 
 # Below this many rows an exact COUNT is cheap enough and more useful than an estimate.
 EXACT_COUNT_LIMIT = 100_000

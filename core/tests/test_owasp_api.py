@@ -6,6 +6,7 @@ live elsewhere: docs/security.md.
 """
 
 import json
+import re
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -105,14 +106,13 @@ def staff_only_operations() -> list[Any]:
 
 
 def concrete(route: str, object_id: Any) -> str:
-    """The URL of `route` for one object id (routes are regexes under api/)."""
+    """The URL of `route` for one object id (routes under api/ name ids with converters)."""
     path = route.replace("^", "").replace("$", "")
-    for name in ID_KWARGS:
-        start = path.find(f"(?P<{name}>")
-        if start != -1:
-            end = path.index(")", path.index("}", start)) + 1
-            path = path[:start] + str(object_id) + path[end:]
-    return "/" + path
+    return "/" + re.sub(
+        r"<(?:\w+:)?(\w+)>",
+        lambda found: str(object_id) if found[1] in ID_KWARGS else found[0],
+        path,
+    )
 
 
 def make_object(kind: str) -> tuple[Any, Callable[[], Any]]:
@@ -281,7 +281,7 @@ def test_responses_carry_only_allow_listed_fields(staff: User, client_for: Clien
     assert set(hook.json()) == WEBHOOK_FIELDS | {"secret"}  # shown once, on creation
     for body in [
         client.get(f"/api/v1/webhooks/{hook.json()['id']}/").json(),
-        *client.get("/api/v1/webhooks/").json(),
+        *client.get("/api/v1/webhooks/").json()["results"],
     ]:
         assert set(body) == WEBHOOK_FIELDS
     everything = json.dumps([user_bodies, hook.json(), login.json()])
@@ -295,8 +295,8 @@ def test_responses_carry_only_allow_listed_fields(staff: User, client_for: Clien
 
 def test_staff_only_operations_are_found() -> None:
     operations = {tuple(param.values) for param in staff_only_operations()}
-    assert ("api/v1/^users/$", "get") in operations
-    assert any(route.startswith("api/v1/^webhooks") for route, _ in operations)
+    assert ("api/v1/users/", "get") in operations
+    assert any(route.startswith("api/v1/webhooks") for route, _ in operations)
 
 
 @pytest.mark.parametrize(("route", "method"), staff_only_operations())

@@ -1,18 +1,18 @@
 """HTTP endpoints for webhook subscriptions (staff only). Thin: validate, call, serialize."""
 
-from uuid import UUID
+from typing import Any
 
 from django.db.models import QuerySet
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
-from rest_framework import status, viewsets
-from rest_framework.exceptions import NotFound
+from rest_framework import mixins, status, viewsets
 from rest_framework.permissions import IsAdminUser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from core.validation import validated
 from events import selectors, webhooks
+from events.api.pagination import WebhookSubscriptionPagination
 from events.api.serializers import (
     WebhookSubscriptionCreatedSerializer,
     WebhookSubscriptionCreateSerializer,
@@ -34,35 +34,36 @@ _id = OpenApiParameter("id", OpenApiTypes.UUID, OpenApiParameter.PATH)
     partial_update=extend_schema(parameters=[_id], request=WebhookSubscriptionUpdateSerializer),
     destroy=extend_schema(parameters=[_id]),
 )
-class WebhookSubscriptionViewSet(viewsets.GenericViewSet[WebhookSubscription]):
-    """Webhook subscriptions: endpoints that receive signed event POSTs. Staff only."""
+class WebhookSubscriptionViewSet(
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.DestroyModelMixin,
+    viewsets.GenericViewSet[WebhookSubscription],
+):
+    """Webhook subscriptions: endpoints that receive signed event POSTs. Staff only.
+
+    Listing, reading and deleting are DRF's mixins over `get_queryset()`. Creating and
+    changing are written out: each reads one shape and answers with another (the
+    creation's answer is the only one that shows the secret), which the mixins, built on
+    one serializer for both, cannot express without moving the service call into it.
+    """
 
     serializer_class = WebhookSubscriptionSerializer
     permission_classes = [IsAdminUser]
-    pagination_class = None
-    lookup_value_regex = (
-        "[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
-    )
+    pagination_class = WebhookSubscriptionPagination
+    # Only well-formed (lowercase) UUIDs match the route; anything else is a plain 404.
+    lookup_value_converter = "uuid"
     http_method_names = ["get", "post", "patch", "delete", "head", "options"]
 
     def get_queryset(self) -> QuerySet[WebhookSubscription]:
-        """Nothing: the browsable API asks for a queryset to build its filter form; the
-        views read through the selectors."""
-        return WebhookSubscription.objects.none()
+        """Every subscription: the route is staff only, and staff see them all."""
+        return selectors.webhook_subscription_list()
 
-    def get_object(self) -> WebhookSubscription:
-        """The subscription in the URL, or 404."""
-        subscription = selectors.webhook_subscription_get(subscription_id=UUID(self.kwargs["pk"]))
-        if subscription is None:
-            raise NotFound()
-        return subscription
+    def perform_destroy(self, instance: WebhookSubscription) -> None:
+        """Delete a subscription and its delivery history."""
+        webhooks.webhook_subscription_delete(subscription=instance)
 
-    def list(self, request: Request) -> Response:
-        """Every subscription."""
-        subscriptions = selectors.webhook_subscription_list()
-        return Response(WebhookSubscriptionSerializer(subscriptions, many=True).data)
-
-    def create(self, request: Request) -> Response:
+    def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         """Subscribe an endpoint; the response shows the secret once."""
         data = validated(WebhookSubscriptionCreateSerializer, request.data)
         subscription = webhooks.webhook_subscription_create(**data)
@@ -71,18 +72,9 @@ class WebhookSubscriptionViewSet(viewsets.GenericViewSet[WebhookSubscription]):
             status=status.HTTP_201_CREATED,
         )
 
-    def retrieve(self, request: Request, pk: str) -> Response:
-        """One subscription."""
-        return Response(WebhookSubscriptionSerializer(self.get_object()).data)
-
-    def partial_update(self, request: Request, pk: str) -> Response:
+    def partial_update(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         """Change the URL, topics, active flag, or rotate the secret."""
         subscription = self.get_object()
         data = validated(WebhookSubscriptionUpdateSerializer, request.data)
         subscription = webhooks.webhook_subscription_update(subscription=subscription, data=data)
         return Response(WebhookSubscriptionSerializer(subscription).data)
-
-    def destroy(self, request: Request, pk: str) -> Response:
-        """Delete a subscription and its delivery history."""
-        webhooks.webhook_subscription_delete(subscription=self.get_object())
-        return Response(status=status.HTTP_204_NO_CONTENT)

@@ -5,7 +5,8 @@ from rest_framework.routers import SimpleRouter
 
 from users.api.views import LogoutView, TokenView, UserViewSet
 
-router = SimpleRouter()
+# Path converters, not regexes: a viewset's `lookup_value_converter` shapes its ids.
+router = SimpleRouter(use_regex_path=False)
 router.register("users", UserViewSet, basename="user")
 
 urlpatterns = [

@@ -14,7 +14,7 @@ from drf_spectacular.utils import (
     extend_schema_view,
 )
 from knox.models import AuthToken
-from rest_framework import status, viewsets
+from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound
 from rest_framework.permissions import AllowAny, BasePermission, IsAdminUser, IsAuthenticated
@@ -120,7 +120,9 @@ def _conditional_responses(ok: object) -> dict[int, object]:
     ),
     destroy=extend_schema(parameters=[_user_id], description="Deactivate (soft delete)."),
 )
-class UserViewSet(PerUserCacheHeadersMixin, viewsets.GenericViewSet[User]):
+class UserViewSet(
+    PerUserCacheHeadersMixin, mixins.DestroyModelMixin, viewsets.GenericViewSet[User]
+):
     """Users: sign-up, read, change, deactivate; the list is for staff.
 
     Anyone but staff can reach only their own record: other ids answer 404, never 403,
@@ -135,10 +137,8 @@ class UserViewSet(PerUserCacheHeadersMixin, viewsets.GenericViewSet[User]):
 
     serializer_class = UserSerializer
     pagination_class = UserCursorPagination
-    # Only well-formed UUIDs match the route; anything else is a plain 404.
-    lookup_value_regex = (
-        "[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
-    )
+    # Only well-formed (lowercase) UUIDs match the route; anything else is a plain 404.
+    lookup_value_converter = "uuid"
     http_method_names = ["get", "post", "patch", "delete", "head", "options"]
 
     def get_permissions(self) -> list[BasePermission]:
@@ -169,7 +169,7 @@ class UserViewSet(PerUserCacheHeadersMixin, viewsets.GenericViewSet[User]):
 
     def get_object(self) -> User:
         """The user in the URL, if the caller may see it; 404 otherwise."""
-        user = selectors.user_get(user_id=UUID(self.kwargs["pk"]), viewer=self._viewer())
+        user = selectors.user_get(user_id=self.kwargs["pk"], viewer=self._viewer())
         if user is None:
             raise NotFound()
         self.check_object_permissions(self.request, user)
@@ -208,16 +208,16 @@ class UserViewSet(PerUserCacheHeadersMixin, viewsets.GenericViewSet[User]):
             ),
         )
 
-    def retrieve(self, request: Request, pk: str) -> Response:
+    def retrieve(self, request: Request, pk: UUID) -> Response:
         """One user, from the user cache."""
-        found = selectors.user_representation_get(user_id=UUID(pk), viewer=self._viewer())
+        found = selectors.user_representation_get(user_id=pk, viewer=self._viewer())
         if found is None:
             raise NotFound()
         return conditional_response(
             request, etag_parts=_user_etag_parts(pk, found.version), data=lambda: found.data
         )
 
-    def partial_update(self, request: Request, pk: str) -> Response:
+    def partial_update(self, request: Request, pk: UUID) -> Response:
         """Change some fields of a user."""
         user = self.get_object()
         input_class = StaffUserUpdateSerializer if request.user.is_staff else UserUpdateSerializer
@@ -225,10 +225,9 @@ class UserViewSet(PerUserCacheHeadersMixin, viewsets.GenericViewSet[User]):
         user = services.user_change(user=user, data=data, actor=self._viewer())
         return Response(UserSerializer(user).data)
 
-    def destroy(self, request: Request, pk: str) -> Response:
-        """Deactivate a user; their tokens stop working."""
-        services.user_deactivate(user=self.get_object())
-        return Response(status=status.HTTP_204_NO_CONTENT)
+    def perform_destroy(self, instance: User) -> None:
+        """Deactivate the user (a soft delete); their tokens stop working."""
+        services.user_deactivate(user=instance)
 
     @extend_schema(
         parameters=_CONDITIONAL_PARAMETERS, responses=_conditional_responses(UserSerializer)
@@ -250,7 +249,7 @@ class UserViewSet(PerUserCacheHeadersMixin, viewsets.GenericViewSet[User]):
         description="Change a password. The current password is required for one's own.",
     )
     @action(detail=True, methods=["post"])
-    def password(self, request: Request, pk: str) -> Response:
+    def password(self, request: Request, pk: UUID) -> Response:
         """Set a new password; other tokens of the user are revoked."""
         user = self.get_object()
         own = user.pk == request.user.pk

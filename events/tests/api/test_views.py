@@ -47,7 +47,7 @@ def test_create_shows_the_generated_secret_once(staff: User, client_for: ClientF
     assert body["secret"] == stored.secret
     assert len(stored.secret) >= 32
 
-    listed = client.get(URL).json()
+    listed = client.get(URL).json()["results"]
     assert [set(item) for item in listed] == [FIELDS]
     detail = client.get(f"{URL}{body['id']}/").json()
     assert "secret" not in detail
@@ -103,3 +103,24 @@ def test_update_and_delete(staff: User, client_for: ClientFor) -> None:
     assert client.delete(f"{URL}{sub_id}/").status_code == 204
     assert error_code(client.get(f"{URL}{sub_id}/"), 404) == "not_found"
     assert error_code(client.get(f"{URL}{uuid.uuid4()}/"), 404) == "not_found"
+
+
+def test_the_list_is_paginated_oldest_first(staff: User, client_for: ClientFor) -> None:
+    client = client_for(staff)
+    created = [create(client, url=f"https://hooks.example.com/{n}").json()["id"] for n in range(3)]
+
+    first = client.get(URL, {"page_size": 2}).json()
+    second = client.get(first["next"]).json()
+
+    assert [item["id"] for item in first["results"] + second["results"]] == created
+    assert second["next"] is None
+    assert error_code(client.get(URL, {"page_size": "0"}), 400) == "validation_error"
+
+
+def test_only_a_canonical_uuid_names_a_subscription(staff: User, client_for: ClientFor) -> None:
+    client = client_for(staff)
+    sub_id = create(client).json()["id"]
+
+    assert client.get(f"{URL}{sub_id}/").status_code == 200
+    assert error_code(client.get(f"{URL}{sub_id.upper()}/"), 404) == "not_found"
+    assert error_code(client.get(f"{URL}{sub_id[:-1]}/"), 404) == "not_found"

@@ -124,8 +124,20 @@ class TestRetrieve:
     def test_anonymous_is_401(self, api_client: APIClient, user: User) -> None:
         assert_error(api_client.get(url(user)), 401, "not_authenticated")
 
-    def test_malformed_id_is_404(self, user: User, client_for: ClientFor) -> None:
-        assert_error(client_for(user).get("/api/v1/users/not-a-uuid/"), 404, "not_found")
+    @pytest.mark.parametrize("shape", ["not-a-uuid", "upper", "hex-only", "short"])
+    def test_only_a_canonical_uuid_names_a_user(
+        self, user: User, client_for: ClientFor, shape: str
+    ) -> None:
+        malformed = {
+            "not-a-uuid": "not-a-uuid",
+            "upper": str(user.pk).upper(),
+            "hex-only": user.pk.hex,
+            "short": str(user.pk)[:-1],
+        }[shape]
+        client = client_for(user)
+
+        assert client.get(f"/api/v1/users/{user.pk}/").status_code == 200
+        assert_error(client.get(f"/api/v1/users/{malformed}/"), 404, "not_found")
 
     def test_query_count(
         self, user: User, client_for: ClientFor, django_assert_num_queries

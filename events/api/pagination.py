@@ -1,0 +1,9 @@
+"""Cursor pagination for the webhook subscription list."""
+
+from core.pagination import StrictCursorPagination
+
+
+class WebhookSubscriptionPagination(StrictCursorPagination):
+    """Oldest first, as the selector orders them."""
+
+    ordering = ("created_at", "id")
