@@ -1,16 +1,20 @@
 """core.throttling: fixed-window counters in the real Redis of `make test`, in the
 process-local fallback while Redis is down, and in a plain local cache (`make run`)."""
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from django.conf import settings
 from django.core.cache import caches
+from django.utils.module_loading import import_string
 from rest_framework.request import Request
 from rest_framework.test import APIClient, APIRequestFactory
+from rest_framework.throttling import BaseThrottle
 
 from core.cache import count_in_window
-from core.throttling import AnonRateThrottle, UserRateThrottle
+from core.throttling import AnonRateThrottle, FixedWindowRateThrottle, UserRateThrottle
+from users.api.throttles import LoginIPThrottle, SignUpThrottle
 from users.models import User
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -98,3 +102,22 @@ def test_each_user_has_a_counter(services: dict[str, str], throttle_rates: Any) 
         request = anonymous_request()
         request.user = person
         assert throttle.allow_request(request, None)  # type: ignore[arg-type]
+
+
+def every_throttle_class(base: type[BaseThrottle] = BaseThrottle) -> Iterator[type]:
+    """Every throttle class defined in the project's apps, however deeply derived."""
+    for subclass in base.__subclasses__():
+        if subclass.__module__.split(".")[0] in {"config", "core", "events", "users"}:
+            yield subclass
+        yield from every_throttle_class(subclass)
+
+
+def test_every_rate_limit_counts_in_fixed_windows() -> None:
+    # One algorithm for every limit: DRF's sliding log would creep back with any throttle
+    # that subclasses SimpleRateThrottle directly.
+    defaults = [import_string(path) for path in settings.REST_FRAMEWORK["DEFAULT_THROTTLE_CLASSES"]]
+    found = {*every_throttle_class(), *defaults}
+
+    assert {LoginIPThrottle, SignUpThrottle, AnonRateThrottle, UserRateThrottle} <= found
+    for throttle in found:
+        assert issubclass(throttle, FixedWindowRateThrottle), throttle

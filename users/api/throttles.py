@@ -1,12 +1,14 @@
 """Rate limits on the unauthenticated entry points: sign-up and login (per client IP;
-failed logins also back off per email, users.login_throttle)."""
+failed logins also back off per email, users.login_throttle). Counted in fixed windows,
+as every API rate limit is (core.throttling)."""
 
 from rest_framework.request import Request
-from rest_framework.throttling import SimpleRateThrottle
 from rest_framework.views import APIView
 
+from core.throttling import FixedWindowRateThrottle
 
-class SignUpThrottle(SimpleRateThrottle):
+
+class SignUpThrottle(FixedWindowRateThrottle):
     """Sign-ups per client IP. Staff creating users are not limited by it."""
 
     scope = "signup"
@@ -18,7 +20,7 @@ class SignUpThrottle(SimpleRateThrottle):
         return self.cache_format % {"scope": self.scope, "ident": self.get_ident(request)}
 
 
-class LoginIPThrottle(SimpleRateThrottle):
+class LoginIPThrottle(FixedWindowRateThrottle):
     """Login attempts per client IP, whatever the email."""
 
     scope = "login_ip"
