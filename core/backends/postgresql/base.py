@@ -9,6 +9,11 @@ want of a connection, the alias counts as unreachable in this process: each late
 connection first asks the server itself (a direct connection, at most once every
 PROBE_INTERVAL_SECONDS, failing at once in between); while it does not answer the
 request fails at once, and when it answers, a fresh pool replaces the one in backoff.
+
+That is a circuit breaker, written here rather than with pybreaker: its trial after the
+cool-down is a real call, which would go through the pool still in backoff; here the
+trial is a direct connection and success replaces the pool. docs/reliability.md
+("Circuit breakers") compares it with the project's other three.
 """
 
 import threading
