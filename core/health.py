@@ -6,6 +6,14 @@ with a short deadline: the primary database decides readiness (503 when it is do
 down replica, Redis or broker only makes the answer "degraded", because the service
 still works without them (reads fall back to the primary, the cache to the database,
 events wait in the outbox).
+
+Written here rather than with django-health-check, the ecosystem's usual choice: its view
+has two answers, 200 or 500 when a check marked critical fails, and a non-critical
+failure leaves a 200 with no overall state, so it cannot say "degraded" for the probes,
+dashboards and `make smoke` that read it; its 500 is also the status this API keeps for
+its own bugs (503 is what takes an instance out of rotation here), its body is not the
+API's error shape, and its database check goes through Django's connection, which waits
+out the pool's timeout where each probe here has one short overall deadline.
 """
 
 import math
