@@ -161,9 +161,12 @@ class UserViewSet(
     def get_queryset(self) -> QuerySet[User]:
         """Nothing: the browsable API asks for a queryset to build its filter form.
 
-        The views read through the selectors, never through this; it returns no rows so
-        that nothing can list users through it, and takes no filters so that rendering
-        an error page cannot raise a second error.
+        The views read through the selectors, never through this, because what they read
+        is not a queryset: one's own record is the authenticated user (no query), another
+        user's comes from the user cache, and the list is rows. Visibility is decided in
+        one place, `selectors.user_visible`. This returns no rows so that nothing can
+        list users through it, and takes no filters so that rendering an error page
+        cannot raise a second error.
         """
         return User.objects.none()
 
