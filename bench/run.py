@@ -319,6 +319,8 @@ def main() -> None:
                     **os.environ,
                     **service_env,
                     **UNTHROTTLED,
+                    # Production settings, Argon2 included, whatever the calling shell names.
+                    "DJANGO_SETTINGS_MODULE": "config.settings",
                     "DJANGO_DEBUG": "false",
                     "DJANGO_SECURE_SSL_REDIRECT": "false",
                     "DJANGO_SECURE_COOKIES": "false",

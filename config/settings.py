@@ -2,7 +2,8 @@
 
 Every variable is listed with its default and meaning in docs/settings.md. The defaults
 give the embedded setup of `make run`: SQLite, an in-process cache and tasks run
-in-process. Production sets DATABASE_URL, REDIS_URL and CELERY_BROKER_URL.
+in-process. Production sets DATABASE_URL, REDIS_URL and CELERY_BROKER_URL. Nothing here
+exists for the tests alone: what only they may use is in config/test_settings.py.
 """
 
 from datetime import timedelta
@@ -389,7 +390,7 @@ CELERY_BEAT_SCHEDULE = {
 }
 
 # Private, loopback and link-local webhook targets are refused (SSRF) unless allowed;
-# `make run` (debug) and the tests allow them.
+# `make run` (debug), `make services-up`'s stack, the load runs and the tests allow them.
 WEBHOOK_ALLOW_PRIVATE_TARGETS = env.bool("WEBHOOK_ALLOW_PRIVATE_TARGETS", default=DEBUG)
 WEBHOOK_TIMEOUT_SECONDS = env.float("WEBHOOK_TIMEOUT_SECONDS", default=5.0)
 WEBHOOK_MAX_ATTEMPTS = env.int("WEBHOOK_MAX_ATTEMPTS", default=8)
@@ -429,7 +430,7 @@ EMAIL_CHANGE_CONFIRM_URL = env.str(
 )
 EMAIL_CHANGE_TOKEN_MAX_AGE = env.int("EMAIL_CHANGE_TOKEN_MAX_AGE", default=24 * 3600)
 if env.str("EMAIL_FILE_PATH", default=""):
-    # For django.core.mail.backends.filebased.EmailBackend (the worker tests use it).
+    # For django.core.mail.backends.filebased.EmailBackend: `make services-up`'s mail sink.
     EMAIL_FILE_PATH = env.str("EMAIL_FILE_PATH")
 
 # --- Authentication -----------------------------------------------------------------
@@ -440,9 +441,6 @@ PASSWORD_HASHERS = [
     "users.password_hashing.BoundedArgon2PasswordHasher",
     "django.contrib.auth.hashers.PBKDF2PasswordHasher",
 ]
-if env.bool("DJANGO_FAST_PASSWORD_HASHER", default=False):
-    # Tests only: Argon2 costs ~50 ms a hash, which would dominate the suite.
-    PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 AUTH_PASSWORD_VALIDATORS = [
     {

@@ -9,9 +9,8 @@ class CoreConfig(AppConfig):
     name = "core"
 
     def ready(self) -> None:
-        """Route structlog's loggers through the LOGGING handlers; register the system checks
-        and the broker's queue depths for every scrape."""
-        from core import checks  # noqa: F401
+        """Route structlog's loggers through the LOGGING handlers; register the broker's
+        queue depths for every scrape."""
         from core.broker_probe import BrokerQueueCollector
         from core.metrics import register_live_collector
         from core.structured_logging import configure_structlog

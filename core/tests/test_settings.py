@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from django.conf import settings
 
 from core.secret_keys import weakness
 
@@ -53,10 +54,18 @@ def test_deploy_check_is_clean_with_production_settings() -> None:
     assert "no issues" in result.stdout
 
 
-def test_deploy_check_refuses_the_test_password_hasher() -> None:
-    result = deploy_check(DJANGO_FAST_PASSWORD_HASHER="true")
-    assert result.returncode != 0
-    assert "core.W001" in result.stdout + result.stderr
+def test_production_settings_hash_passwords_with_argon2_whatever_the_environment() -> None:
+    # The suite's MD5 hasher is in config.test_settings alone: no variable, not even one an
+    # old environment file still sets, brings it into production settings.
+    result = settings_of("print(settings.PASSWORD_HASHERS[0])", DJANGO_FAST_PASSWORD_HASHER="true")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "users.password_hashing.BoundedArgon2PasswordHasher"
+
+
+def test_the_suite_runs_its_own_settings_with_a_fast_hasher() -> None:
+    # What pytest applies and processes the tests start inherit; production never loads it.
+    assert os.environ["DJANGO_SETTINGS_MODULE"] == "config.test_settings"
+    assert settings.PASSWORD_HASHERS == ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
 def test_refuses_to_start_without_a_secret_key_when_not_debug() -> None:
