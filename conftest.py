@@ -2,9 +2,10 @@
 
 import os
 import subprocess
+from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, NoReturn, cast
 
 import pytest
 from django.core.cache import cache
@@ -14,6 +15,28 @@ from rest_framework.throttling import SimpleRateThrottle
 
 from users.models import User
 from users.tests.factories import UserFactory
+
+# What `make test` starts (scripts/services.sh) and exports; the suite alone runs on SQLite.
+SERVICE_VARIABLES = ("DATABASE_URL", "DATABASE_REPLICA_URLS", "REDIS_URL")
+NEEDS_SERVICES = "needs the PostgreSQL primary + replica and Redis: run `make test`"
+
+
+def unavailable(reason: str) -> NoReturn:
+    """Skip the calling test for want of `reason`'s service or tool, or fail it under
+    `make test` (REQUIRE_SERVICES=1): CI runs every test there, so something missing is
+    a broken harness, never a reason to run less.
+
+    `reason` says what is needed and how to get it, the same words for every test that
+    needs the same thing: the run's summary groups skips by it.
+    """
+    if os.environ.get("REQUIRE_SERVICES") == "1":
+        pytest.fail(reason)
+    pytest.skip(reason)
+
+
+def services_missing() -> list[str]:
+    """The service variables of `make test` that are unset (empty counts as unset)."""
+    return [name for name in SERVICE_VARIABLES if not os.environ.get(name)]
 
 
 @pytest.fixture(autouse=True)
@@ -114,15 +137,9 @@ def services() -> dict[str, str]:
 
     Under `make test` (REQUIRE_SERVICES=1) a missing service is a failure, never a skip.
     """
-    names = ("DATABASE_URL", "DATABASE_REPLICA_URLS", "REDIS_URL")
-    found = {name: os.environ.get(name, "") for name in names}
-    missing = [name for name, value in found.items() if not value]
-    if missing:
-        message = f"needs the services of `make test`: {', '.join(missing)} unset"
-        if os.environ.get("REQUIRE_SERVICES") == "1":
-            pytest.fail(message)
-        pytest.skip(message)
-    return found
+    if services_missing():
+        unavailable(NEEDS_SERVICES)
+    return {name: os.environ[name] for name in SERVICE_VARIABLES}
 
 
 class RabbitMQ:
@@ -150,10 +167,7 @@ def rabbitmq(services: dict[str, str]) -> RabbitMQ:
     from django.conf import settings
 
     if not settings.CELERY_BROKER_IS_RABBITMQ:
-        message = "needs RabbitMQ as the broker: run `make test-rabbitmq`"
-        if os.environ.get("REQUIRE_SERVICES") == "1":
-            pytest.fail(message)
-        pytest.skip(message)
+        unavailable("needs RabbitMQ as the broker: run `make test-rabbitmq`")
     return RabbitMQ(settings.CELERY_BROKER_URL)
 
 
@@ -165,6 +179,39 @@ def pytest_configure(config: pytest.Config) -> None:
         **settings.STORAGES,
         "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
     }
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """A test marked `services` runs only on the services of `make test`, as one that
+    asks for the `services` fixture does."""
+    if item.get_closest_marker("services") and services_missing():
+        unavailable(NEEDS_SERVICES)
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Say once what the skipped tests need and how to run them, however many there are.
+
+    Under `make test` a missing service fails its tests instead (`unavailable`), so a skip
+    there is one to look into.
+    """
+    reasons: Counter[str] = Counter()
+    for report in terminalreporter.stats.get("skipped", []):
+        if isinstance(report.longrepr, tuple):
+            reasons[report.longrepr[2].removeprefix("Skipped: ")] += 1
+    deselected = terminalreporter.stats.get("deselected", [])
+    rabbitmq = sum(1 for item in deselected if item.get_closest_marker("rabbitmq"))
+    if not reasons and not rabbitmq:
+        return
+    terminalreporter.section("not run here, and why")
+    for reason, count in reasons.most_common():
+        terminalreporter.write_line(f"{count:>5} skipped: {reason}")
+    missing = services_missing()
+    if missing and NEEDS_SERVICES in reasons:
+        terminalreporter.write_line(f"      (unset: {', '.join(missing)}; `-rs` lists the tests)")
+    if rabbitmq:
+        terminalreporter.write_line(
+            f"{rabbitmq:>5} deselected: marked rabbitmq, they run under `make test-rabbitmq`"
+        )
 
 
 @pytest.fixture(scope="session")

@@ -73,7 +73,7 @@ def main() -> None:
     _, staff_token = AuthToken.objects.create(user=staff, expiry=timedelta(days=1))
     for number in range(subscribers):
         webhook_subscription_create(url=f"{webhook_url}/{number}", topics=["user.updated"])
-    deep_path, deep_first_id, deep_pages = _deep_page(count)
+    deep_path, deep_first_id, deep_pages = deep_page(count)
 
     lines = [f"{user_id} {token}" for user_id, token in zip(hot, tokens, strict=True)]
     lines += [f"{user_id} -" for user_id in rest]
@@ -117,7 +117,7 @@ def _copy_tokens(user_ids: list[object]) -> list[str]:
     return tokens
 
 
-def _deep_page(count: int) -> tuple[str, str, int]:
+def deep_page(count: int) -> tuple[str, str, int]:
     """The list path of the page DEEP_PAGES pages in (halfway in, below 100,000 users),
     the id of its first user, and how many pages in it is.
 

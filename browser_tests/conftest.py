@@ -65,7 +65,8 @@ def browser(playwright: Playwright) -> Iterator[Browser]:
     browser.close()
 
 
-def _new_page(browser: Browser, base_url: str, storage_state: Any = None) -> Page:
+def new_page(browser: Browser, base_url: str, storage_state: Any = None) -> Page:
+    """A page in a browser context of its own (given cookies, if any), at the suite's size."""
     context: BrowserContext = browser.new_context(
         base_url=base_url,
         viewport=VIEWPORT,  # type: ignore[arg-type]
@@ -79,7 +80,7 @@ def _new_page(browser: Browser, base_url: str, storage_state: Any = None) -> Pag
 @pytest.fixture
 def page(browser: Browser, base_url: str) -> Iterator[Page]:
     """A page in its own context: no cookies shared between tests."""
-    page = _new_page(browser, base_url)
+    page = new_page(browser, base_url)
     yield page
     page.context.close()
 
@@ -91,7 +92,7 @@ def staff_session(browser: Browser, base_url: str, staff_login: tuple[str, str])
     One login for the whole run: the server throttles logins per IP (20 a minute by
     default), and every test here comes from 127.0.0.1.
     """
-    page = _new_page(browser, base_url)
+    page = new_page(browser, base_url)
     page.goto("/admin/login/")
     page.fill("#id_username", staff_login[0])
     page.fill("#id_password", staff_login[1])
@@ -105,7 +106,7 @@ def staff_session(browser: Browser, base_url: str, staff_login: tuple[str, str])
 @pytest.fixture
 def staff_page(browser: Browser, base_url: str, staff_session: Any) -> Iterator[Page]:
     """A page logged in as the staff superuser."""
-    page = _new_page(browser, base_url, storage_state=staff_session)
+    page = new_page(browser, base_url, storage_state=staff_session)
     yield page
     page.context.close()
 

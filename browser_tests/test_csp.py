@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from browser_tests.conftest import _new_page
+from browser_tests.conftest import new_page
 
 LISTEN = """
 window.__cspViolations = [];
@@ -44,14 +44,14 @@ class Watched:
 
 @pytest.fixture
 def watched(browser: Browser, base_url: str, staff_session: Any) -> Iterator[Watched]:
-    page = _new_page(browser, base_url, storage_state=staff_session)
+    page = new_page(browser, base_url, storage_state=staff_session)
     yield Watched(page)
     page.context.close()
 
 
 @pytest.fixture
 def watched_anonymous(browser: Browser, base_url: str) -> Iterator[Watched]:
-    page = _new_page(browser, base_url)
+    page = new_page(browser, base_url)
     yield Watched(page)
     page.context.close()
 

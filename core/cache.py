@@ -554,7 +554,9 @@ class VersionedCache:
         its own keys in one round trip and passes it to `get(stamp=...)`."""
         return f"cache:{self.name}:s:{key}"
 
-    def _lock_key(self, key: str) -> str:
+    def lock_key(self, key: str) -> str:
+        """The Redis key of `key`'s fill lock in this cache's schema: whoever holds it is
+        loading `key`, and the other processes wait for its entry."""
         return f"cache:{self.name}:{self.schema}:l:{key}"
 
     # -- local layer
@@ -699,7 +701,7 @@ class VersionedCache:
         # redis-py's lock: other processes missing this key wait for this fill rather
         # than load it too; it expires by itself if this process dies mid-load.
         fill_lock = client.lock(
-            self._lock_key(key), timeout=float(settings.CACHE_FILL_LOCK_TIMEOUT), blocking=False
+            self.lock_key(key), timeout=float(settings.CACHE_FILL_LOCK_TIMEOUT), blocking=False
         )
         try:
             locked = fill_lock.acquire()

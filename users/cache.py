@@ -118,7 +118,13 @@ def _record(user: User) -> dict[str, Any]:
     }
 
 
-def _load(user_id: UUID, latest: bool = False) -> tuple[int, dict[str, Any]] | None:
+def user_cache_load(user_id: UUID, latest: bool = False) -> tuple[int, dict[str, Any]] | None:
+    """The user cache's loader: the row's version and its cached record, None if absent.
+
+    What `user_entry_get` gives `user_cache.get` to fill a miss; `latest` reads the
+    primary, as the cache asks after refusing a fill older than a known write. Public so
+    that a test racing a fill wraps the real loader rather than a copy of it.
+    """
     users = User.objects.all()
     if latest:
         # The primary holds the newest committed row, whatever reads use. Named directly:
@@ -135,7 +141,9 @@ def user_entry_get(user_id: UUID, *, stamp: Any = NOT_FETCHED) -> dict[str, Any]
     No permission check here: callers decide visibility first (users.selectors). `stamp`:
     the entry's stamp if the caller has just read it (see `auth_token_get`).
     """
-    return user_cache.get(str(user_id), lambda latest: _load(user_id, latest), stamp=stamp)
+    return user_cache.get(
+        str(user_id), lambda latest: user_cache_load(user_id, latest), stamp=stamp
+    )
 
 
 def user_cache_prime(user: User) -> bool:

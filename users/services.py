@@ -94,7 +94,9 @@ def user_create(
     try:
         with transaction.atomic():
             user.save(force_insert=True)
-            event_publish(topic=topics.USER_CREATED, aggregate_id=user.pk, payload=_payload(user))
+            event_publish(
+                topic=topics.USER_CREATED, aggregate_id=user.pk, payload=user_event_payload(user)
+            )
             # Cache: clears a cached "absent" for this id once committed.
             user_cache_refresh_on_commit(user)
     except IntegrityError as exc:
@@ -136,7 +138,7 @@ def user_update(*, user: User, data: dict[str, Any]) -> User:
             event_publish(
                 topic=topics.USER_DEACTIVATED if deactivated else topics.USER_UPDATED,
                 aggregate_id=row.pk,
-                payload={**_payload(row), "changed": sorted(changed)},
+                payload={**user_event_payload(row), "changed": sorted(changed)},
             )
     except IntegrityError as exc:
         raise _email_taken() from exc
@@ -328,7 +330,7 @@ def user_set_password(
         event_publish(
             topic=topics.USER_UPDATED,
             aggregate_id=row.pk,
-            payload={**_payload(row), "changed": ["password"]},
+            payload={**user_event_payload(row), "changed": ["password"]},
         )
     return row
 
@@ -387,8 +389,13 @@ def _validate_password(password: str, *, user: User) -> None:
         raise ValidationError({"password": exc.messages}) from exc
 
 
-def _payload(user: User) -> dict[str, Any]:
-    """An event's view of a user: plain data, never the password hash."""
+def user_event_payload(user: User) -> dict[str, Any]:
+    """The payload of the user.* events (schema version 1): plain data, never the password hash.
+
+    Public because it is a contract, not a detail of these services: the handlers
+    (users.handlers) and every webhook receiver read these keys, and a handler's test gives
+    it events carrying exactly what the services write.
+    """
     return {
         "id": str(user.pk),
         "email": user.email,

@@ -28,7 +28,7 @@ def test_deep_cursor_lands_where_next_links_lead(
     )
     client = client_for(staff)
 
-    path, first_id, pages = seed._deep_page(250)
+    path, first_id, pages = seed.deep_page(250)
 
     assert pages == 2
     walked = client.get("/api/v1/users/").json()

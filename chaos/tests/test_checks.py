@@ -20,7 +20,13 @@ from chaos.checks import (
     owed_at_kill,
     welcome_emails,
 )
-from events.models import OutboxEvent, WebhookAttempt, WebhookDelivery, WebhookSubscription
+from events.models import OutboxEvent, WebhookDelivery
+from events.tests.factories import (
+    OutboxEventFactory,
+    WebhookAttemptFactory,
+    WebhookDeliveryFactory,
+    WebhookSubscriptionFactory,
+)
 
 
 def windows() -> list[Window]:
@@ -155,21 +161,13 @@ def test_without_a_bound_a_late_recovery_is_reported_and_passes() -> None:
 def test_owed_at_kill_reads_each_deliverys_schedule_at_the_kill_from_its_attempts() -> None:
     killed = datetime(2026, 12, 1, 6, 0, tzinfo=UTC)
     second = timedelta(seconds=1)
-    subscription = WebhookSubscription.objects.create(
-        url="http://127.0.0.1:9/hook", topics=["user.created"], secret="s"
-    )
+    subscription = WebhookSubscriptionFactory.create()
 
     def event(*, handled: datetime | None) -> OutboxEvent:
-        return OutboxEvent.objects.create(
-            topic="user.created",
-            aggregate_id="1",
-            payload={},
-            created_at=killed - 10 * second,
-            handled_at=handled,
-        )
+        return OutboxEventFactory.create(created_at=killed - 10 * second, handled_at=handled)
 
     def delivery(*, delivered: datetime | None) -> WebhookDelivery:
-        return WebhookDelivery.objects.create(
+        return WebhookDeliveryFactory.create(
             subscription=subscription,
             event=event(handled=killed - 9 * second),
             delivered_at=delivered,
@@ -177,19 +175,19 @@ def test_owed_at_kill_reads_each_deliverys_schedule_at_the_kill_from_its_attempt
 
     event(handled=killed + 5 * second)  # its handler runs owed
     event(handled=killed - second)  # handled before the kill
-    OutboxEvent.objects.create(topic="user.created", aggregate_id="1", payload={})  # after it
+    OutboxEventFactory.create()  # after it
     delivery(delivered=killed - second)  # delivered before the kill
     delivery(delivered=killed + 8 * second)  # never tried before the kill
     waiting = delivery(delivered=killed + 70 * second)
-    WebhookAttempt.objects.create(
+    WebhookAttemptFactory.create(
         delivery=waiting, number=1, attempted_at=killed - 3 * second, retry_in_ms=63_000
     )
     overdue = delivery(delivered=killed + 9 * second)
-    WebhookAttempt.objects.create(
+    WebhookAttemptFactory.create(
         delivery=overdue, number=1, attempted_at=killed - 8 * second, retry_in_ms=2_000
     )
     # A later attempt (after the kill) is not the schedule the kill found.
-    WebhookAttempt.objects.create(
+    WebhookAttemptFactory.create(
         delivery=overdue, number=2, attempted_at=killed + 2 * second, retry_in_ms=4_000
     )
 
@@ -208,18 +206,10 @@ def test_owed_at_kill_reads_each_deliverys_schedule_at_the_kill_from_its_attempt
 @pytest.mark.django_db(transaction=True)
 def test_a_delivery_waiting_on_its_backoff_is_not_behind_but_one_due_is() -> None:
     now = timezone.now()
-    subscription = WebhookSubscription.objects.create(
-        url="http://127.0.0.1:9/hook", topics=["user.created"], secret="s"
+    event = OutboxEventFactory.create(
+        created_at=now - timedelta(seconds=60), handled_at=now - timedelta(seconds=59)
     )
-    event = OutboxEvent.objects.create(
-        topic="user.created",
-        aggregate_id="1",
-        payload={},
-        created_at=now - timedelta(seconds=60),
-        handled_at=now - timedelta(seconds=59),
-    )
-    delivery = WebhookDelivery.objects.create(
-        subscription=subscription,
+    delivery = WebhookDeliveryFactory.create(
         event=event,
         status=WebhookDelivery.Status.RETRYING,
         created_at=now - timedelta(seconds=59),
@@ -236,9 +226,7 @@ def test_a_delivery_waiting_on_its_backoff_is_not_behind_but_one_due_is() -> Non
 
 @pytest.mark.django_db(transaction=True)
 def test_an_event_unhandled_for_longer_than_the_margin_is_behind() -> None:
-    OutboxEvent.objects.create(
-        topic="user.created", aggregate_id="1", payload={}, created_at=timezone.now()
-    )
+    OutboxEventFactory.create(created_at=timezone.now())
 
     assert caught_up(older_than=2.0)
 

@@ -7,16 +7,32 @@ from collections.abc import Callable
 from typing import Any
 
 import psycopg
+from django.conf import settings
+from django.db import connections
 from prometheus_client import REGISTRY
 
-from core.replicas import _conninfo
+from core.postgres import probe_conninfo
 
 REPLICA = "replica_0"
 
 
+def conninfo(alias: str) -> str:
+    """A connection string for a database alias, outside Django's pool and its routing.
+
+    Bounded as the replica monitor bounds its probes, so a replica that is down or paused
+    answers a test's statement as quickly as it answers the monitor.
+    """
+    return probe_conninfo(
+        connections[alias].settings_dict,
+        connect_timeout=settings.REPLICA_CONNECT_TIMEOUT,
+        statement_timeout=settings.REPLICA_CHECK_INTERVAL,
+        application_name="tests-replica-control",
+    )
+
+
 def replica_sql(sql: str, params: tuple[Any, ...] = ()) -> Any:
     """Run one statement on the replica over a fresh connection; return the first value."""
-    with psycopg.connect(_conninfo(REPLICA), autocommit=True) as conn:
+    with psycopg.connect(conninfo(REPLICA), autocommit=True) as conn:
         row = conn.execute(sql, params).fetchone()
     return row[0] if row else None
 

@@ -20,6 +20,7 @@ from django.db import connection
 from prometheus_client import REGISTRY
 from rest_framework.test import APIClient
 
+from conftest import unavailable
 from core.cache import RedisUnavailable, VersionedCache, redis_guard
 from users import services as user_services
 from users.cache import user_cache
@@ -189,10 +190,7 @@ class RedisServer:
     def __init__(self, url: str, database_url: str) -> None:
         services_dir = os.environ.get("SERVICES_DIR", "")
         if not services_dir:
-            message = "needs SERVICES_DIR from `make test` to find the Redis process"
-            if os.environ.get("REQUIRE_SERVICES") == "1":
-                pytest.fail(message)
-            pytest.skip(message)
+            unavailable("needs the Redis process `make test` started (SERVICES_DIR unset)")
         self.services_dir = services_dir
         self.port = urlsplit(url).port
         self.primary_port = urlsplit(database_url).port

@@ -248,7 +248,7 @@ def test_concurrent_requests_share_the_pool(routed) -> None:
 
     def watch() -> None:
         nonlocal peak
-        with psycopg.connect(replica._conninfo("default"), autocommit=True) as conn:
+        with psycopg.connect(replica.conninfo("default"), autocommit=True) as conn:
             while not stop.is_set():
                 row = conn.execute(
                     "SELECT count(*) FROM pg_stat_activity"

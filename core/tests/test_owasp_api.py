@@ -20,6 +20,7 @@ from rest_framework.views import APIView
 
 from core.tests.test_settings import run_manage
 from events.models import WebhookSubscription
+from events.tests.factories import WebhookSubscriptionFactory
 from users.models import User
 from users.tests.factories import DEFAULT_PASSWORD, UserFactory
 from users.topics import USER_CREATED
@@ -120,9 +121,7 @@ def make_object(kind: str) -> tuple[Any, Callable[[], Any]]:
     if kind == OWNED_BY_A_USER:
         victim = UserFactory.create(display_name="Victim")
         return victim.pk, lambda: User.objects.filter(pk=victim.pk).values().get()
-    subscription = WebhookSubscription.objects.create(
-        url="https://hooks.example.com/in", topics=[USER_CREATED], secret="s" * 32
-    )
+    subscription = WebhookSubscriptionFactory.create()
     return (
         subscription.pk,
         lambda: WebhookSubscription.objects.filter(pk=subscription.pk).values().first(),

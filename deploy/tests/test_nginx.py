@@ -25,6 +25,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest import unavailable
+
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "deploy" / "nginx" / "userservice.conf.template"
 WORKERS = 2
@@ -43,10 +45,7 @@ def nginx_binary() -> str:
         "/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None
     )
     if found is None:
-        message = "needs Debian's nginx (`apt-get install nginx`; `make test` installs it as root)"
-        if os.environ.get("REQUIRE_SERVICES") == "1":
-            pytest.fail(message)
-        pytest.skip(message)
+        unavailable("needs Debian's nginx: apt-get install nginx (`make test` does, as root)")
     return found
 
 

@@ -27,6 +27,7 @@ import redis
 from django.db import connection
 
 from config.celery import app as celery_app
+from conftest import NEEDS_SERVICES, unavailable
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -181,10 +182,7 @@ def worker_env(
     broker_url = os.environ.get("CELERY_BROKER_URL", "")
     database_url = os.environ.get("DATABASE_URL", "")
     if not broker_url or not database_url.startswith("postgres"):
-        message = "needs the PostgreSQL and Redis broker of `make test`"
-        if os.environ.get("REQUIRE_SERVICES") == "1":
-            pytest.fail(message)
-        pytest.skip(message)
+        unavailable(NEEDS_SERVICES)
     with django_db_blocker.unblock():
         test_database = connection.settings_dict["NAME"]
     workdir = tmp_path_factory.mktemp("worker")

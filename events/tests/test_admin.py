@@ -3,9 +3,14 @@
 from typing import Any
 
 import pytest
-from django.utils import timezone
 
-from events.models import HandledEvent, OutboxEvent, WebhookDelivery, WebhookSubscription
+from events.models import HandledEvent, WebhookSubscription
+from events.tests.factories import (
+    OutboxEventFactory,
+    WebhookAttemptFactory,
+    WebhookDeliveryFactory,
+    WebhookSubscriptionFactory,
+)
 from events.webhooks import FAN_OUT
 from users.topics import USER_CREATED, USER_UPDATED
 
@@ -13,10 +18,8 @@ pytestmark = pytest.mark.django_db
 
 
 def test_the_outbox_lists_and_filters_by_status(staff_login: Any) -> None:
-    pending = OutboxEvent.objects.create(topic=USER_CREATED, aggregate_id="a", payload={})
-    published = OutboxEvent.objects.create(
-        topic=USER_UPDATED, aggregate_id="b", payload={}, published_at=timezone.now()
-    )
+    pending = OutboxEventFactory.create(topic=USER_CREATED)
+    published = OutboxEventFactory.create(topic=USER_UPDATED, published=True)
 
     page = staff_login.get("/admin/events/outboxevent/?status=pending").content.decode()
     assert str(pending.pk) in page
@@ -27,7 +30,7 @@ def test_the_outbox_lists_and_filters_by_status(staff_login: Any) -> None:
 
 
 def test_dispatch_again_runs_the_handlers(staff_login: Any, eager_celery: None) -> None:
-    event = OutboxEvent.objects.create(topic=USER_UPDATED, aggregate_id="a", payload={})
+    event = OutboxEventFactory.create(topic=USER_UPDATED)
 
     response = staff_login.post(
         "/admin/events/outboxevent/",
@@ -55,9 +58,7 @@ def test_adding_a_subscription_shows_its_generated_secret_once(staff_login: Any)
 
 
 def test_changing_a_subscription_keeps_the_secret_unless_given(staff_login: Any) -> None:
-    sub = WebhookSubscription.objects.create(
-        url="https://hooks.example.com/in", topics=[USER_CREATED], secret="kept-secret-123456"
-    )
+    sub = WebhookSubscriptionFactory.create(topics=[USER_CREATED], secret="kept-secret-123456")
     url = f"/admin/events/webhooksubscription/{sub.pk}/change/"
     form = {"url": sub.url, "topics": [USER_CREATED, USER_UPDATED], "is_active": "on"}
 
@@ -72,14 +73,8 @@ def test_changing_a_subscription_keeps_the_secret_unless_given(staff_login: Any)
 
 
 def test_deliveries_show_their_attempts(staff_login: Any) -> None:
-    sub = WebhookSubscription.objects.create(
-        url="https://hooks.example.com/in", topics=[USER_CREATED], secret="s"
-    )
-    event = OutboxEvent.objects.create(topic=USER_CREATED, aggregate_id="a", payload={})
-    delivery = WebhookDelivery.objects.create(
-        subscription=sub, event=event, status=WebhookDelivery.Status.DEAD, attempts=1
-    )
-    delivery.tries.create(number=1, status_code=503, error="HTTP 503")
+    delivery = WebhookDeliveryFactory.create(dead=True, attempts=1)
+    WebhookAttemptFactory.create(delivery=delivery, status_code=503, error="HTTP 503")
 
     listing = staff_login.get("/admin/events/webhookdelivery/?status=dead").content.decode()
     assert "Dead letter" in listing

@@ -17,13 +17,14 @@ from events.breaker import (
     breaker_state,
 )
 from events.models import WebhookSubscription
+from events.tests.factories import WebhookSubscriptionFactory
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
 def sub() -> WebhookSubscription:
-    return WebhookSubscription.objects.create(url="https://x.example.com", topics=[], secret="s")
+    return WebhookSubscriptionFactory.create()
 
 
 @override_settings(WEBHOOK_BREAKER_FAIL_MAX=3, WEBHOOK_BREAKER_RESET_SECONDS=60)

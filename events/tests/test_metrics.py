@@ -7,8 +7,11 @@ from django.utils import timezone
 from prometheus_client import REGISTRY
 
 from events.metrics import OutboxCollector
-from events.models import OutboxEvent, WebhookDelivery, WebhookSubscription
-from users.topics import USER_CREATED
+from events.tests.factories import (
+    OutboxEventFactory,
+    WebhookDeliveryFactory,
+    WebhookSubscriptionFactory,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -31,25 +34,11 @@ def test_an_empty_outbox() -> None:
 
 
 def test_backlog_age_dead_letters_and_breaker_state() -> None:
-    OutboxEvent.objects.create(
-        topic=USER_CREATED,
-        aggregate_id="a",
-        payload={},
-        created_at=timezone.now() - timedelta(seconds=90),
-    )
-    OutboxEvent.objects.create(topic=USER_CREATED, aggregate_id="b", payload={})
-    published = OutboxEvent.objects.create(
-        topic=USER_CREATED, aggregate_id="c", payload={}, published_at=timezone.now()
-    )
-    sub = WebhookSubscription.objects.create(
-        url="https://x.example.com",
-        topics=[USER_CREATED],
-        secret="s",
-        breaker_opened_at=timezone.now(),
-    )
-    WebhookDelivery.objects.create(
-        subscription=sub, event=published, status=WebhookDelivery.Status.DEAD
-    )
+    OutboxEventFactory.create(created_at=timezone.now() - timedelta(seconds=90))
+    OutboxEventFactory.create()
+    published = OutboxEventFactory.create(published=True)
+    sub = WebhookSubscriptionFactory.create(breaker_opened_at=timezone.now())
+    WebhookDeliveryFactory.create(subscription=sub, event=published, dead=True)
 
     found = values()
     assert found["events_outbox_backlog"] == 2

@@ -7,8 +7,12 @@ from django.utils import timezone
 
 from events.models import HandledEvent, OutboxEvent, WebhookAttempt, WebhookDelivery
 from events.retention import retention_purge
-from events.webhooks import webhook_subscription_create
-from users.topics import USER_UPDATED
+from events.tests.factories import (
+    HandledEventFactory,
+    OutboxEventFactory,
+    WebhookAttemptFactory,
+    WebhookDeliveryFactory,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -25,23 +29,18 @@ def _retention(settings) -> None:
 
 
 def event(*, age_days: float, published: bool = True) -> OutboxEvent:
-    created = timezone.now() - timedelta(days=age_days)
-    return OutboxEvent.objects.create(
-        topic=USER_UPDATED,
-        aggregate_id="a",
+    return OutboxEventFactory.create(
         payload={"email": "ann@example.com"},
-        created_at=created,
-        published_at=created if published else None,
+        created_at=timezone.now() - timedelta(days=age_days),
+        published=published,
     )
 
 
 def delivery(of: OutboxEvent, status: str, *, attempt_age_days: float) -> WebhookDelivery:
-    subscription = webhook_subscription_create(
-        url="https://hooks.example.com/in", topics=[USER_UPDATED]
+    result = WebhookDeliveryFactory.create(event=of, status=status)
+    WebhookAttemptFactory.create(
+        delivery=result, attempted_at=timezone.now() - timedelta(days=attempt_age_days)
     )
-    result = WebhookDelivery.objects.create(subscription=subscription, event=of, status=status)
-    attempted = timezone.now() - timedelta(days=attempt_age_days)
-    WebhookAttempt.objects.create(delivery=result, number=1, attempted_at=attempted)
     return result
 
 
@@ -74,7 +73,7 @@ def test_unpublished_events_and_events_still_owed_a_delivery_stay() -> None:
 def test_old_attempts_of_finished_deliveries_go_their_deliveries_stay() -> None:
     kept_event = event(age_days=1)
     dead = delivery(kept_event, Status.DEAD, attempt_age_days=20)
-    WebhookAttempt.objects.create(delivery=dead, number=2, attempted_at=timezone.now())
+    WebhookAttemptFactory.create(delivery=dead, number=2, attempted_at=timezone.now())
 
     assert retention_purge()["webhook_attempts"] == 1
     assert list(WebhookAttempt.objects.values_list("number", flat=True)) == [2]
@@ -82,11 +81,8 @@ def test_old_attempts_of_finished_deliveries_go_their_deliveries_stay() -> None:
 
 
 def test_old_handled_event_records_go_in_batches() -> None:
-    old = timezone.now() - timedelta(days=31)
-    for index in range(5):
-        HandledEvent.objects.create(event_id=event(age_days=1).pk, handler=f"h{index}")
-    HandledEvent.objects.update(handled_at=old)
-    fresh = HandledEvent.objects.create(event_id=event(age_days=1).pk, handler="fresh")
+    HandledEventFactory.create_batch(5, handled_at=timezone.now() - timedelta(days=31))
+    fresh = HandledEventFactory.create()
 
     assert retention_purge(max_batches=2)["handled_events"] == 4
     assert retention_purge()["handled_events"] == 1

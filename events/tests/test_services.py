@@ -21,6 +21,7 @@ from events.models import HandledEvent, OutboxEvent
 from events.registry import handler_names
 from events.tasks import handle_events
 from events.tests.conftest import wait_for
+from events.tests.factories import OutboxEventFactory
 from events.webhooks import FAN_OUT
 from users import services as user_services
 from users.handlers import CACHE_INVALIDATION, WELCOME_EMAIL
@@ -70,8 +71,8 @@ class TestRelayConfirmedByRabbitMQ:
 
     def test_a_refused_publish_leaves_the_event_unpublished(self, events_queue: Any) -> None:
         payload = {"id": str(uuid.uuid4()), "updated_at": timezone.now().isoformat()}
-        filler = OutboxEvent.objects.create(topic=USER_UPDATED, aggregate_id="a", payload=payload)
-        event = OutboxEvent.objects.create(topic=USER_UPDATED, aggregate_id="b", payload=payload)
+        filler = OutboxEventFactory.create(topic=USER_UPDATED, payload=payload)
+        event = OutboxEventFactory.create(topic=USER_UPDATED, payload=payload)
         rabbitmq = self.refusing_publishes(events_queue)
         try:
             # A quorum queue enforces its length limit once a message is past it.
@@ -92,7 +93,7 @@ class TestRelayConfirmedByRabbitMQ:
 
     def test_a_confirmed_publish_is_in_the_queue_when_marked(self, events_queue: Any) -> None:
         payload = {"id": str(uuid.uuid4()), "updated_at": timezone.now().isoformat()}
-        event = OutboxEvent.objects.create(topic=USER_UPDATED, aggregate_id="a", payload=payload)
+        event = OutboxEventFactory.create(topic=USER_UPDATED, payload=payload)
 
         assert outbox.event_relay(events=[event]) is True
 
@@ -200,7 +201,7 @@ class TestRelay:
     def test_a_late_second_hand_over_is_handled_once(self, eager_celery: None) -> None:
         # The relay and the sweeper may both publish an event the relay was slow with.
         payload = {"id": str(uuid.uuid4()), "updated_at": timezone.now().isoformat()}
-        event = OutboxEvent.objects.create(topic=USER_UPDATED, aggregate_id="a", payload=payload)
+        event = OutboxEventFactory.create(topic=USER_UPDATED, payload=payload)
         assert outbox.event_relay(events=[event]) is True
         published_at = OutboxEvent.objects.get(pk=event.pk).published_at
         assert published_at is not None
@@ -213,13 +214,10 @@ class TestRelay:
 
 class TestSweep:
     def test_publishes_only_events_older_than_the_grace_period(self, eager_celery: None) -> None:
-        old = OutboxEvent.objects.create(
-            topic=USER_UPDATED,
-            aggregate_id="a",
-            payload={},
-            created_at=timezone.now() - timedelta(minutes=1),
+        old = OutboxEventFactory.create(
+            topic=USER_UPDATED, created_at=timezone.now() - timedelta(minutes=1)
         )
-        fresh = OutboxEvent.objects.create(topic=USER_UPDATED, aggregate_id="b", payload={})
+        fresh = OutboxEventFactory.create(topic=USER_UPDATED)
 
         assert outbox.outbox_sweep(older_than=timedelta(seconds=5)) == 1
 
@@ -231,12 +229,8 @@ class TestSweep:
 
     def test_an_event_nobody_handles_does_not_block_the_rest(self, eager_celery: None) -> None:
         created_at = timezone.now() - timedelta(minutes=1)
-        orphan = OutboxEvent.objects.create(
-            topic="user.renamed-long-ago", aggregate_id="a", payload={}, created_at=created_at
-        )
-        later = OutboxEvent.objects.create(
-            topic=USER_UPDATED, aggregate_id="b", payload={}, created_at=created_at
-        )
+        orphan = OutboxEventFactory.create(topic="user.renamed-long-ago", created_at=created_at)
+        later = OutboxEventFactory.create(topic=USER_UPDATED, created_at=created_at)
 
         assert outbox.outbox_sweep(older_than=timedelta(0)) == 1
 
@@ -248,10 +242,7 @@ class TestSweep:
 
     def test_works_in_batches(self, eager_celery: None) -> None:
         created_at = timezone.now() - timedelta(minutes=1)
-        OutboxEvent.objects.bulk_create(
-            OutboxEvent(topic=USER_UPDATED, aggregate_id=str(n), payload={}, created_at=created_at)
-            for n in range(5)
-        )
+        OutboxEventFactory.create_batch(5, topic=USER_UPDATED, created_at=created_at)
         assert outbox.outbox_sweep(older_than=timedelta(0), batch_size=2) == 5
         assert not OutboxEvent.objects.filter(published_at__isnull=True).exists()
 
@@ -263,21 +254,15 @@ class TestSweep:
 
         monkeypatch.setattr(handle_events, "apply_async", broker_down)
         created_at = timezone.now() - timedelta(minutes=1)
-        OutboxEvent.objects.bulk_create(
-            OutboxEvent(topic=USER_UPDATED, aggregate_id=str(n), payload={}, created_at=created_at)
-            for n in range(3)
-        )
+        OutboxEventFactory.create_batch(3, topic=USER_UPDATED, created_at=created_at)
         assert outbox.outbox_sweep(older_than=timedelta(0)) == 0
         assert sorted(OutboxEvent.objects.values_list("attempts", flat=True)) == [0, 0, 1]
 
     @pytest.mark.django_db(transaction=True)
     def test_skips_rows_another_relay_has_claimed(self, services: Any, eager_celery: None) -> None:
         created_at = timezone.now() - timedelta(minutes=1)
-        claimed, free = (
-            OutboxEvent.objects.create(
-                topic=USER_UPDATED, aggregate_id=name, payload={}, created_at=created_at
-            )
-            for name in ("claimed", "free")
+        claimed, free = OutboxEventFactory.create_batch(
+            2, topic=USER_UPDATED, created_at=created_at
         )
         conninfo = psycopg.conninfo.make_conninfo(
             services["DATABASE_URL"], dbname=connection.settings_dict["NAME"]
@@ -313,8 +298,8 @@ class TestRedispatchUnhandled:
     def published(self, *, seconds_ago: float, **fields: Any) -> OutboxEvent:
         at = timezone.now() - timedelta(seconds=seconds_ago)
         payload = {"id": str(uuid.uuid4()), "updated_at": at.isoformat()}
-        return OutboxEvent.objects.create(
-            topic=USER_UPDATED, aggregate_id="a", payload=payload, published_at=at, **fields
+        return OutboxEventFactory.create(
+            topic=USER_UPDATED, payload=payload, published_at=at, **fields
         )
 
     def test_handling_every_handler_marks_the_event_handled(self, eager_celery: None) -> None:
@@ -361,8 +346,8 @@ class TestRedispatchUnhandled:
 
 
 def created_event(email: str = "ann@example.com") -> OutboxEvent:
-    return OutboxEvent.objects.create(
-        topic=USER_CREATED, aggregate_id="a", payload={"id": str(uuid.uuid4()), "email": email}
+    return OutboxEventFactory.create(
+        topic=USER_CREATED, payload={"id": str(uuid.uuid4()), "email": email}
     )
 
 
@@ -387,7 +372,7 @@ class TestHandle:
     ) -> None:
         def updated() -> OutboxEvent:
             user = UserFactory.create()
-            return OutboxEvent.objects.create(
+            return OutboxEventFactory.create(
                 topic=USER_UPDATED, aggregate_id=str(user.pk), payload={"id": str(user.pk)}
             )
 
@@ -452,7 +437,7 @@ class TestHandle:
 
     def test_an_event_of_a_topic_nobody_handles_fails_alone(self) -> None:
         known = created_event()
-        orphan = OutboxEvent.objects.create(topic="user.renamed", aggregate_id="a", payload={})
+        orphan = OutboxEventFactory.create(topic="user.renamed")
 
         failures = outbox.event_handle_batch(event_ids=[known.pk, orphan.pk])
 

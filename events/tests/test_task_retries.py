@@ -16,6 +16,7 @@ from events import services
 from events.models import OutboxEvent
 from events.registry import DependencyDown
 from events.tasks import handle_event, handle_events
+from events.tests.factories import OutboxEventFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -50,7 +51,7 @@ EVENT_ID = "00000000-0000-0000-0000-000000000001"
 
 
 def failed_event(event_id: str = EVENT_ID) -> OutboxEvent:
-    return OutboxEvent(id=UUID(event_id), topic="user.updated", aggregate_id="a", payload={})
+    return OutboxEventFactory.build(id=UUID(event_id))
 
 
 def run_after(retries: int, failure: Exception, monkeypatch: pytest.MonkeyPatch) -> None:

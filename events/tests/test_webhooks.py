@@ -26,13 +26,14 @@ from events import signing, webhook_http, webhooks
 from events.models import OutboxEvent, WebhookAttempt, WebhookDelivery, WebhookSubscription
 from events.tasks import deliver_webhooks
 from events.tests.conftest import Receiver
+from events.tests.factories import OutboxEventFactory, WebhookDeliveryFactory
 from users.topics import USER_CREATED, USER_UPDATED
 
 pytestmark = pytest.mark.django_db
 
 
 def make_event(topic: str = USER_CREATED) -> OutboxEvent:
-    return OutboxEvent.objects.create(
+    return OutboxEventFactory.create(
         topic=topic, aggregate_id="a", payload={"id": "a", "email": "ann@example.com"}
     )
 
@@ -41,7 +42,7 @@ def make_delivery(receiver: Receiver, **subscription: Any) -> WebhookDelivery:
     sub = webhooks.webhook_subscription_create(
         url=receiver.url, topics=[USER_CREATED], secret="s" * 20, **subscription
     )
-    return WebhookDelivery.objects.create(subscription=sub, event=make_event())
+    return WebhookDeliveryFactory.create(subscription=sub, event=make_event())
 
 
 class TestSubscriptions:
@@ -230,7 +231,7 @@ class TestRetryAndSweep:
         WebhookDelivery.objects.filter(pk=stalled.pk).update(
             next_attempt_at=timezone.now() - timedelta(hours=1)
         )
-        WebhookDelivery.objects.create(
+        WebhookDeliveryFactory.create(
             subscription=stalled.subscription,
             event=make_event(USER_UPDATED),
             next_attempt_at=timezone.now(),
@@ -246,7 +247,7 @@ class TestBatch:
     def deliveries(self, receiver: Receiver, count: int) -> list[WebhookDelivery]:
         first = make_delivery(receiver)
         return [first] + [
-            WebhookDelivery.objects.create(subscription=first.subscription, event=make_event())
+            WebhookDeliveryFactory.create(subscription=first.subscription, event=make_event())
             for _ in range(count - 1)
         ]
 
@@ -336,7 +337,7 @@ class TestConnections:
     def test_deliveries_to_one_endpoint_reuse_one_connection(self, receiver: Receiver) -> None:
         webhook_http.close_pools()
         first = make_delivery(receiver)
-        second = WebhookDelivery.objects.create(subscription=first.subscription, event=make_event())
+        second = WebhookDeliveryFactory.create(subscription=first.subscription, event=make_event())
         for delivery in (first, second):
             assert webhooks.webhook_attempt(delivery_id=delivery.pk) is None
         assert [request.status for request in receiver.requests] == [200, 200]
@@ -364,7 +365,7 @@ class TestConnections:
         subscription = webhooks.webhook_subscription_create(
             url=f"http://rebind.example:{port}/hook", topics=[USER_CREATED], secret="s" * 20
         )
-        delivery = WebhookDelivery.objects.create(subscription=subscription, event=make_event())
+        delivery = WebhookDeliveryFactory.create(subscription=subscription, event=make_event())
 
         # Checked (public), so the request goes to the checked address, not a fresh lookup.
         assert webhooks.webhook_attempt(delivery_id=delivery.pk) is not None

@@ -13,6 +13,8 @@ import pytest
 from django.conf import settings
 from django.db import connection
 
+from conftest import unavailable
+
 ROOT = Path(__file__).resolve().parents[2]
 
 Peer = Callable[[str], dict[str, Any]]
@@ -22,10 +24,7 @@ def faketime() -> str:
     """Debian's faketime (`make test` installs it when run as root)."""
     found = shutil.which("faketime")
     if found is None:
-        message = "needs faketime (apt-get install faketime) to shift a server's clock"
-        if os.environ.get("REQUIRE_SERVICES") == "1":
-            pytest.fail(message)
-        pytest.skip(message)
+        unavailable("needs faketime to shift a server's clock: apt-get install faketime")
     return found
 
 

@@ -31,8 +31,8 @@ from users import services as user_services
 from users.api.serializers import UserSerializer
 from users.authentication import TokenAuthentication
 from users.cache import (
-    _load,
     user_cache,
+    user_cache_load,
     user_cache_prime,
     user_entry_get,
 )
@@ -306,7 +306,7 @@ class TestInvalidation:
 
         def read_then_someone_writes(latest: bool) -> Any:
             reads.append(latest)
-            row = _load(user.pk, latest)
+            row = user_cache_load(user.pk, latest)
             if not latest:
                 # The reader has the old row (as from a lagging replica), and the write
                 # commits, and invalidates, before the reader fills.
@@ -395,7 +395,7 @@ class TestStampede:
         self, services: dict[str, str], user: User, redis_client: redis.Redis
     ) -> None:
         # Another process holds the fill lock: this one waits for its entry, no query.
-        redis_client.set(user_cache._lock_key(str(user.pk)), "other-process", px=20_000)
+        redis_client.set(user_cache.lock_key(str(user.pk)), "other-process", px=20_000)
         misses = metric("userservice_cache_misses_total", cache="user", layer="redis")
         found: list[Any] = []
         counted: list[int] = []
@@ -422,12 +422,12 @@ class TestStampede:
     def test_a_load_never_releases_another_process_lock(
         self, services: dict[str, str], user: User, redis_client: redis.Redis
     ) -> None:
-        lock = user_cache._lock_key(str(user.pk))
+        lock = user_cache.lock_key(str(user.pk))
 
         def slow_load(latest: bool) -> Any:
             # Our lock expired during the load and another process took it.
             redis_client.set(lock, "other-process", px=20_000)
-            return _load(user.pk, latest)
+            return user_cache_load(user.pk, latest)
 
         assert user_cache.get(str(user.pk), slow_load)["user"]["id"] == str(user.pk)
         assert redis_client.get(lock) == b"other-process"

@@ -9,17 +9,20 @@ from django.utils import timezone
 
 from events.models import OutboxEvent
 from events.registry import DependencyDown
+from events.tests.factories import OutboxEventFactory
 from users import handlers
 from users.cache import user_cache, user_cache_prime, user_entry_get
 from users.models import User
-from users.services import _payload
+from users.services import user_event_payload
 from users.tests.factories import UserFactory
 
 pytestmark = pytest.mark.django_db
 
 
 def event_for(user: User, topic: str = "user.updated") -> OutboxEvent:
-    return OutboxEvent(topic=topic, aggregate_id=str(user.pk), payload=_payload(user))
+    return OutboxEventFactory.build(
+        topic=topic, aggregate_id=str(user.pk), payload=user_event_payload(user)
+    )
 
 
 def cached_name(user: User) -> str:

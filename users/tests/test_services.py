@@ -104,6 +104,8 @@ class TestUserUpdate:
             services.user_update(user=user, data={"email": "Taken@Example.com"})
         assert "email" in error.value.message_dict
 
+    # The read locks the row: PostgreSQL's FOR UPDATE, which Django leaves out on SQLite.
+    @pytest.mark.services
     def test_no_change_writes_nothing(self, django_assert_num_queries) -> None:
         user = UserFactory.create(display_name="Same")
         with django_assert_num_queries(3) as captured:  # SAVEPOINT, the locked read, RELEASE
