@@ -33,7 +33,7 @@ def test_one_line_per_request_with_every_field(log_output, user, client_for) -> 
         "logger": "core.request",
         "method": "GET",
         "path": "/api/v1/users/me/",
-        "route": "api/v1/users/me/$",
+        "route": "api/v1/users/me/",
         "view": "user-me",
         "status": 200,
         "user_id": str(user.pk),
