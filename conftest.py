@@ -72,11 +72,11 @@ def throttle_rates(monkeypatch: pytest.MonkeyPatch) -> Callable[..., None]:
 @pytest.fixture
 def redis_down(settings: Any) -> Iterator[None]:
     """The cache layer pointed at a closed port, with short timeouts, breaker reset after."""
-    from core.cache import redis_guard
+    from core.cache.backend import redis_guard
 
     settings.CACHES = {
         "default": {
-            "BACKEND": "core.cache.ResilientRedisCache",
+            "BACKEND": "core.cache.backend.ResilientRedisCache",
             "LOCATION": "redis://127.0.0.1:1/0",
             "OPTIONS": {"SOCKET_TIMEOUT": 0.1, "SOCKET_CONNECT_TIMEOUT": 0.1},
         }
@@ -280,7 +280,7 @@ def _routing_follows_the_tests_databases(request: pytest.FixtureRequest) -> Iter
     """
     from django.conf import settings
 
-    from core import db_router
+    from core.db import router as db_router
 
     db_router.reset()
     marker = request.node.get_closest_marker("django_db")

@@ -4,7 +4,7 @@ import os
 
 from celery import Celery
 
-from core import broker
+from core.messaging import broker
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 broker.use_for_redis_urls()
@@ -15,4 +15,5 @@ app.autodiscover_tasks()
 
 # Imported for their signal handlers, in every process that publishes or runs tasks:
 # request ids into tasks' logs, the worker's task metrics, and read pins.
-from core import celery_logging, celery_metrics, celery_routing  # noqa: E402, F401
+from core.messaging import celery_routing  # noqa: E402, F401
+from core.observability import celery_logging, celery_metrics  # noqa: E402, F401

@@ -9,12 +9,17 @@ import signal
 from types import FrameType
 from typing import Any
 
-from core.gunicorn_hooks import child_exit, on_starting, post_fork, use_multiprocess_metrics
+from core.observability.gunicorn_hooks import (
+    child_exit,
+    on_starting,
+    post_fork,
+    use_multiprocess_metrics,
+)
 
 # Metrics: every worker's figures add up in /metrics (prometheus_client's multiprocess
-# mode, core/gunicorn_hooks.py). The directory must be set before anything imports
-# prometheus_client, which preloading the app below does; the call refuses to go on if
-# something already has.
+# mode, core/observability/gunicorn_hooks.py). The directory must be set before anything
+# imports prometheus_client, which preloading the app below does; the call refuses to go on
+# if something already has.
 use_multiprocess_metrics(port=os.environ.get("PORT", "8000"))
 __all__ = ["child_exit", "on_starting", "post_fork"]
 
@@ -44,7 +49,7 @@ preload_app = os.environ.get("GUNICORN_PRELOAD", "true").lower() in ("1", "true"
 worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None  # noqa: S108 (tmpfs heartbeats)  # nosec B108
 
 # Off by default: the application already writes one richer JSON line per request
-# (core/request_logging.py); gunicorn's own line adds only requests Django never saw.
+# (core/observability/request_logging.py); gunicorn's own line adds only requests Django never saw.
 accesslog = os.environ.get("GUNICORN_ACCESS_LOG", "") or None
 errorlog = "-"
 logger_class = "config.gunicorn_logger.JsonAccessLogger"

@@ -15,9 +15,9 @@ from csp.constants import NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 from kombu import Exchange, Queue
 
-from core.broker_probe import RABBITMQ_SCHEMES, broker_is_rabbitmq
+from core.messaging.broker_probe import RABBITMQ_SCHEMES, broker_is_rabbitmq
+from core.observability.logging import logging_config
 from core.secret_keys import weakness as secret_weakness
-from core.structured_logging import logging_config
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -67,22 +67,22 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     # Observability: first and last, so metrics time the whole stack and every
     # line logged while serving a request carries its id.
-    "core.request_metrics.PrometheusBeforeMiddleware",
-    "core.request_logging.RequestLoggingMiddleware",
+    "core.observability.request_metrics.PrometheusBeforeMiddleware",
+    "core.observability.request_logging.RequestLoggingMiddleware",
     "django.middleware.security.SecurityMiddleware",
-    "core.middleware.CSPMiddleware",
+    "core.http.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
-    "core.middleware.RequestBodyLimitMiddleware",
-    "core.middleware.ReplicaPinMiddleware",
+    "core.http.middleware.RequestBodyLimitMiddleware",
+    "core.http.middleware.ReplicaPinMiddleware",
     # Sessions, the session user and messages step aside for bearer-token API requests
-    # (core.middleware.authenticates_with_token); CSRF and the security headers never do.
-    "core.middleware.BrowserSessionMiddleware",
+    # (core.http.middleware.authenticates_with_token); CSRF and the security headers never do.
+    "core.http.middleware.BrowserSessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
-    "core.middleware.BrowserAuthenticationMiddleware",
-    "core.middleware.BrowserMessageMiddleware",
+    "core.http.middleware.BrowserAuthenticationMiddleware",
+    "core.http.middleware.BrowserMessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    "core.request_metrics.PrometheusAfterMiddleware",
+    "core.observability.request_metrics.PrometheusAfterMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -114,8 +114,8 @@ def _database(url: str, *, pool_timeout: float) -> dict:
     config = env.db_url_config(url)
     if config["ENGINE"] == "django.db.backends.postgresql":
         # django-prometheus's wrapper of the same backend counts queries by alias; ours
-        # around it fails fast while the server is unreachable (core/backends/postgresql).
-        config["ENGINE"] = "core.backends.postgresql"
+        # around it fails fast while the server is unreachable (core/db/backends/postgresql).
+        config["ENGINE"] = "core.db.backends.postgresql"
         # psycopg 3's pool replaces persistent connections; Django requires CONN_MAX_AGE 0
         # with it. With health checks on, the pool checks each connection on borrow, so one
         # that died while pooled (a restarted server) is replaced, never handed out.
@@ -145,7 +145,7 @@ DATABASES = {
     "default": _database(DATABASE_URL, pool_timeout=env.float("DATABASE_POOL_TIMEOUT", default=2.0))
 }
 
-# Read replicas: aliases replica_0, replica_1, ... Reads are routed by core.db_router;
+# Read replicas: aliases replica_0, replica_1, ... Reads are routed by core.db.router;
 # with none configured every query uses the primary.
 DATABASE_REPLICA_URLS = env.list("DATABASE_REPLICA_URLS", default=[])
 REPLICA_DATABASES = [f"replica_{index}" for index in range(len(DATABASE_REPLICA_URLS))]
@@ -154,7 +154,7 @@ for _alias, _url in zip(REPLICA_DATABASES, DATABASE_REPLICA_URLS, strict=True):
     DATABASES[_alias] = _database(
         _url, pool_timeout=env.float("DATABASE_REPLICA_POOL_TIMEOUT", default=1.0)
     )
-DATABASE_ROUTERS = ["core.db_router.ReplicaRouter"]
+DATABASE_ROUTERS = ["core.db.router.ReplicaRouter"]
 
 # A client's reads stay on the primary this long after its write. It must outlast the worst
 # lag a replica can have while still admitted (max lag plus one check interval).
@@ -177,8 +177,8 @@ REDIS_URL = env.str("REDIS_URL", default="")
 if REDIS_URL:
     CACHES = {
         "default": {
-            # django-redis with a circuit breaker and a local fallback (core/cache.py).
-            "BACKEND": "core.cache.ResilientRedisCache",
+            # django-redis with a circuit breaker and a local fallback (core/cache/backend.py).
+            "BACKEND": "core.cache.backend.ResilientRedisCache",
             "LOCATION": REDIS_URL,
             "OPTIONS": {
                 # Short timeouts: a hung Redis must cost milliseconds, not a request.
@@ -186,14 +186,14 @@ if REDIS_URL:
                 "SOCKET_TIMEOUT": env.float("REDIS_SOCKET_TIMEOUT", default=0.2),
                 # JSON, never pickle: a value planted in Redis must not run code here.
                 # (ResilientRedisCache enforces it whatever this says.)
-                "SERIALIZER": "core.cache.SafeJSONSerializer",
+                "SERIALIZER": "core.cache.backend.SafeJSONSerializer",
             },
         }
     }
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
-# Two-layer cache of users and tokens (core/cache.py, users/cache.py).
+# Two-layer cache of users and tokens (core/cache/backend.py, users/cache.py).
 USER_CACHE_TTL = env.float("USER_CACHE_TTL", default=3600)
 USER_NEGATIVE_CACHE_TTL = env.float("USER_NEGATIVE_CACHE_TTL", default=30)
 USER_LOCAL_CACHE_TTL = env.float("USER_LOCAL_CACHE_TTL", default=2)
@@ -477,14 +477,14 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": [
         "rest_framework.renderers.JSONRenderer",
-        "core.renderers.BrowsableAPIRenderer",
+        "core.http.renderers.BrowsableAPIRenderer",
     ],
-    "DEFAULT_PARSER_CLASSES": ["core.parsers.JSONParser"],
-    "DEFAULT_SCHEMA_CLASS": "core.openapi.AutoSchema",
-    "EXCEPTION_HANDLER": "core.exceptions.exception_handler",
+    "DEFAULT_PARSER_CLASSES": ["core.http.parsers.JSONParser"],
+    "DEFAULT_SCHEMA_CLASS": "core.http.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "core.http.exceptions.exception_handler",
     "DEFAULT_THROTTLE_CLASSES": [
-        "core.throttling.AnonRateThrottle",
-        "core.throttling.UserRateThrottle",
+        "core.http.throttling.AnonRateThrottle",
+        "core.http.throttling.UserRateThrottle",
     ],
     "DEFAULT_THROTTLE_RATES": {
         "anon": env.str("THROTTLE_ANON_RATE", default="100/minute"),
@@ -505,10 +505,10 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
-    # Links from responses to the `{id}` routes they lead to (core/openapi.py).
+    # Links from responses to the `{id}` routes they lead to (core/http/openapi.py).
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
-        "core.openapi.add_links",
+        "core.http.openapi.add_links",
     ],
 }
 
@@ -518,7 +518,7 @@ API_DOCS_PUBLIC = env.bool("API_DOCS_PUBLIC", default=DEBUG)
 # Scrapes of /metrics need `Authorization: Bearer <this>`; empty: loopback clients only.
 METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
 # How often each web and worker process records its CPU, memory and connection pools
-# (core/resource_metrics.py); 0: never.
+# (core/observability/resource_metrics.py); 0: never.
 METRICS_SAMPLE_SECONDS = env.float("METRICS_SAMPLE_SECONDS", default=5.0)
 if METRICS_TOKEN and not DEBUG:
     _weakness = secret_weakness(METRICS_TOKEN, root=BASE_DIR, min_length=32)
@@ -528,17 +528,17 @@ if METRICS_TOKEN and not DEBUG:
 # Request bodies larger than this are refused with 413 before any parsing.
 MAX_REQUEST_BODY_BYTES = env.int("MAX_REQUEST_BODY_BYTES", default=1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_REQUEST_BODY_BYTES
-# JSON bodies nesting deeper than this are a 400 parse error (core/parsers.py); no
+# JSON bodies nesting deeper than this are a 400 parse error (core/http/parsers.py); no
 # operation of the API takes more than a few levels.
 MAX_JSON_NESTING_DEPTH = env.int("MAX_JSON_NESTING_DEPTH", default=32)
 
 # --- Security -----------------------------------------------------------------------
 
-CSRF_FAILURE_VIEW = "core.exceptions.csrf_failure"
+CSRF_FAILURE_VIEW = "core.http.exceptions.csrf_failure"
 # A strict Content-Security-Policy on every response: scripts, styles, fonts and images
 # from this origin only, no inline script or style, no plugins, no framing, no <base>
 # tricks, forms post only here. The admin, the Swagger UI page (its start-up script and
-# style served as files, core/api_docs.py) and the browsable API work under it; the
+# style served as files, core/http/api_docs.py) and the browsable API work under it; the
 # browser tests fail on any violation (browser_tests/test_csp.py). `data:` images are
 # the icons Swagger UI's and the admin's stylesheets embed.
 CONTENT_SECURITY_POLICY = {

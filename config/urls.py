@@ -3,10 +3,10 @@
 from django.contrib import admin
 from django.urls import include, path, re_path
 
-from core.api_docs import SchemaView, SwaggerView
-from core.exceptions import route_not_found
-from core.health import healthz, readyz
-from core.metrics import metrics
+from core.http.api_docs import SchemaView, SwaggerView
+from core.http.exceptions import route_not_found
+from core.observability.health import healthz, readyz
+from core.observability.metrics import metrics
 
 urlpatterns = [
     path("healthz", healthz, name="healthz"),
@@ -22,7 +22,7 @@ urlpatterns = [
 ]
 
 # Every error outside DRF views (unknown routes, CSRF, crashes) gets the API's JSON shape.
-handler400 = "core.exceptions.bad_request"
-handler403 = "core.exceptions.permission_denied"
-handler404 = "core.exceptions.page_not_found"
-handler500 = "core.exceptions.server_error"
+handler400 = "core.http.exceptions.bad_request"
+handler403 = "core.http.exceptions.permission_denied"
+handler404 = "core.http.exceptions.page_not_found"
+handler500 = "core.http.exceptions.server_error"

@@ -11,9 +11,9 @@ class CoreConfig(AppConfig):
     def ready(self) -> None:
         """Route structlog's loggers through the LOGGING handlers; register the broker's
         queue depths for every scrape."""
-        from core.broker_probe import BrokerQueueCollector
-        from core.metrics import register_live_collector
-        from core.structured_logging import configure_structlog
+        from core.messaging.broker_probe import BrokerQueueCollector
+        from core.observability.logging import configure_structlog
+        from core.observability.metrics import register_live_collector
 
         configure_structlog()
         # ValueError: already registered (ready() can run twice in test and reload setups).

@@ -10,7 +10,7 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from core.pagination import EstimatedCountPaginator
+from core.http.pagination import EstimatedCountPaginator
 from events import breaker, registry, services, ssrf, webhooks
 from events.models import OutboxEvent, WebhookAttempt, WebhookDelivery, WebhookSubscription
 

@@ -11,7 +11,7 @@ class EventsConfig(AppConfig):
     def ready(self) -> None:
         """Serve the outbox figures on every scrape, gunicorn's multiprocess mode included;
         register the webhooks' event handler and the tasks."""
-        from core.metrics import register_live_collector
+        from core.observability.metrics import register_live_collector
         from events import tasks, webhooks  # noqa: F401 (they register themselves)
         from events.metrics import OutboxCollector
 

@@ -22,7 +22,7 @@ from django.db import transaction
 from django.db.models import Exists, Model, OuterRef, QuerySet
 from django.utils import timezone
 
-from core.db_router import PRIMARY
+from core.db.router import PRIMARY
 from events.models import HandledEvent, OutboxEvent, WebhookAttempt, WebhookDelivery
 
 OWED = (WebhookDelivery.Status.PENDING, WebhookDelivery.Status.RETRYING)

@@ -24,8 +24,8 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from core.db_router import PRIMARY
-from core.request_logging import current_request_id
+from core.db.router import PRIMARY
+from core.observability.request_logging import current_request_id
 from events import metrics, registry
 from events.models import HandledEvent, OutboxEvent
 from events.relay import BatchingRelay

@@ -13,7 +13,7 @@ from celery import Task, shared_task
 from celery_batches import Batches, SimpleRequest
 from django.conf import settings
 
-from core import db_router
+from core.db import router as db_router
 from events import metrics, registry, retention, services, webhooks
 from events.backoff import backoff_seconds
 from events.models import OutboxEvent

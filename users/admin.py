@@ -19,7 +19,7 @@ from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 
-from core.pagination import EstimatedCountPaginator
+from core.http.pagination import EstimatedCountPaginator
 from users import selectors, services
 from users.models import User
 

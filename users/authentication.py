@@ -14,8 +14,8 @@ from knox.models import AuthToken
 from knox.settings import knox_settings
 from rest_framework import exceptions
 
-from core import db_router
-from core.cache import RedisUnavailable
+from core.cache.backend import RedisUnavailable
+from core.db import router as db_router
 from users import cache as user_caches
 
 

@@ -1,6 +1,6 @@
 """What of users is cached, under which keys, and when it is invalidated.
 
-Two caches, both on core.cache:
+Two caches, both on core.cache.backend:
 
 * The user cache: a user record built here (the public fields the API shows, plus
   `is_superuser` to rebuild the authenticated principal), keyed by id, versioned by the
@@ -36,7 +36,7 @@ from knox.models import AuthToken
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from core.cache import (
+from core.cache.backend import (
     CACHE_HITS,
     CACHE_MISSES,
     NOT_FETCHED,
@@ -46,7 +46,7 @@ from core.cache import (
     VersionedCache,
     shared_redis,
 )
-from core.db_router import PRIMARY
+from core.db.router import PRIMARY
 from users.models import CachedPrincipal, User
 
 # The shape of a cached user (`_record`). Bump it with any change to that shape.

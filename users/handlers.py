@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from django.conf import settings
 from django.core.mail import send_mail
 
-from core.cache import RedisUnavailable
+from core.cache.backend import RedisUnavailable
 from events.models import OutboxEvent
 from events.registry import DependencyDown, handles
 from users.cache import user_cache_invalidate_from_events

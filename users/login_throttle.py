@@ -32,7 +32,7 @@ from django.dispatch import receiver
 from django.http import HttpRequest
 from rest_framework.throttling import BaseThrottle
 
-from core.cache import count_in_window
+from core.cache.backend import count_in_window
 from users.models import normalize_email
 
 _PREFIX = "login-failures"

@@ -22,7 +22,7 @@ from django.http import HttpRequest
 from django.utils import timezone
 from knox.models import AuthToken
 
-from core.exceptions import ApplicationError, InvalidCredentials, Throttled
+from core.http.exceptions import ApplicationError, InvalidCredentials, Throttled
 from events.services import event_publish
 from users import cache as user_caches
 from users import login_throttle, topics

@@ -11,7 +11,7 @@ from django.conf import settings
 from django.db import connections
 from prometheus_client import REGISTRY
 
-from core.postgres import probe_conninfo
+from core.db.postgres import probe_conninfo
 
 REPLICA = "replica_0"
 

@@ -1,11 +1,12 @@
-"""core.broker_probe: queue depths read from either broker, and the collector that serves them."""
+"""core.messaging.broker_probe: queue depths read from either broker, and the collector that
+serves them."""
 
 import uuid
 
 import pytest
 from kombu import Connection, Exchange, Queue
 
-from core.broker_probe import BrokerQueueCollector, broker_is_rabbitmq, broker_queue_stats
+from core.messaging.broker_probe import BrokerQueueCollector, broker_is_rabbitmq, broker_queue_stats
 
 
 @pytest.mark.parametrize(

@@ -1,6 +1,6 @@
-"""core.cache: the breaker, the Django backend's local fallback, the versioned cache without
-Redis, and the whole service through Redis faults: the test Redis of `make test` is hung
-(SIGSTOP) or shut down mid-test, and brought back."""
+"""core.cache.backend: the breaker, the Django backend's local fallback, the versioned cache
+without Redis, and the whole service through Redis faults: the test Redis of `make test` is
+hung (SIGSTOP) or shut down mid-test, and brought back."""
 
 import os
 import shutil
@@ -21,7 +21,7 @@ from prometheus_client import REGISTRY
 from rest_framework.test import APIClient
 
 from conftest import unavailable
-from core.cache import RedisUnavailable, VersionedCache, redis_guard
+from core.cache.backend import RedisUnavailable, VersionedCache, redis_guard
 from users import services as user_services
 from users.cache import user_cache
 from users.models import User
@@ -54,7 +54,7 @@ def resilient_caches(url: str) -> dict[str, Any]:
     # these short timeouts do not leak into other tests' pools.
     return {
         "default": {
-            "BACKEND": "core.cache.ResilientRedisCache",
+            "BACKEND": "core.cache.backend.ResilientRedisCache",
             "LOCATION": f"{url}?socket_timeout=0.1&socket_connect_timeout=0.1",
             "OPTIONS": {"SOCKET_TIMEOUT": 0.1, "SOCKET_CONNECT_TIMEOUT": 0.1},
         }

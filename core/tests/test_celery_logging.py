@@ -1,4 +1,5 @@
-"""core.celery_logging: the request id travels in task headers and tags the task's logs.
+"""core.observability.celery_logging: the request id travels in task headers and tags the
+task's logs.
 
 These drive Celery's real signals without a broker; the end-to-end test with a real
 worker comes with the events work.

@@ -1,4 +1,4 @@
-"""core.celery_metrics: task outcomes and runtimes, and the worker's own metrics port.
+"""core.observability.celery_metrics: task outcomes and runtimes, and the worker's own metrics port.
 
 Tasks run eagerly through Celery's real tracer, which sends the same signals a worker does.
 """
@@ -10,7 +10,7 @@ import pytest
 from prometheus_client import REGISTRY
 
 from config.celery import app
-from core import celery_metrics
+from core.observability import celery_metrics
 
 
 @app.task(name="core.tests.celery_metrics.succeeds")

@@ -1,4 +1,4 @@
-"""core.celery_routing: a read pin travels in task headers and applies in the worker.
+"""core.messaging.celery_routing: a read pin travels in task headers and applies in the worker.
 
 These drive Celery's real signals without a broker, as a worker does around each task.
 """
@@ -9,8 +9,8 @@ import pytest
 from celery.signals import before_task_publish
 
 from config.celery import app
-from core import db_router
-from core.celery_routing import PIN_HEADER
+from core.db import router as db_router
+from core.messaging.celery_routing import PIN_HEADER
 from core.tests.celery_worker import run_as_worker
 
 seen: list[float] = []

@@ -7,7 +7,7 @@ from csp.constants import NONCE, NONE, SELF
 from django.http import HttpRequest, HttpResponse
 from django.test import Client, RequestFactory
 
-from core.middleware import CSPMiddleware
+from core.http.middleware import CSPMiddleware
 from users.tests.factories import UserFactory
 
 pytestmark = pytest.mark.django_db

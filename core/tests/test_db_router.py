@@ -1,4 +1,4 @@
-"""core.db_router against the real streaming replica of `make test`: where reads go, and
+"""core.db.router against the real streaming replica of `make test`: where reads go, and
 what happens when the replica lags or dies."""
 
 import contextlib
@@ -17,9 +17,9 @@ from psycopg_pool import PoolTimeout
 from rest_framework.test import APIClient
 
 from conftest import wait_for_replicas
-from core import db_router
-from core.cache import shared_redis
-from core.postgres import probe_conninfo
+from core.cache.backend import shared_redis
+from core.db import router as db_router
+from core.db.postgres import probe_conninfo
 from core.tests import replica_control as replica
 from users.cache import user_cache
 from users.models import User

@@ -1,4 +1,4 @@
-"""core.exceptions: one error shape for every failure, inside DRF views and outside."""
+"""core.http.exceptions: one error shape for every failure, inside DRF views and outside."""
 
 import json
 
@@ -7,7 +7,7 @@ from django.core.exceptions import ValidationError
 from django.test import Client, RequestFactory
 from rest_framework.test import APIClient
 
-from core import exceptions
+from core.http import exceptions
 
 pytestmark = pytest.mark.django_db
 

@@ -1,4 +1,4 @@
-"""core.gunicorn_hooks: under a real gunicorn with two workers, /metrics adds up both.
+"""core.observability.gunicorn_hooks: under a real gunicorn with two workers, /metrics adds up both.
 
 gunicorn starts as `make serve` starts it: `-c config/gunicorn.py`, with no
 PROMETHEUS_MULTIPROC_DIR in its environment, so the directory is the one the config picks.
@@ -24,7 +24,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
 
-from core import gunicorn_hooks
+from core.observability import gunicorn_hooks
 
 ROOT = Path(__file__).resolve().parents[2]
 COUNTER = "django_http_responses_total_by_status_view_method_total"
@@ -251,7 +251,7 @@ def _fresh_interpreter(code: str) -> subprocess.CompletedProcess[str]:
 
 def test_without_a_directory_the_port_picks_one_before_prometheus_client_loads() -> None:
     result = _fresh_interpreter(
-        "from core import gunicorn_hooks\n"
+        "from core.observability import gunicorn_hooks\n"
         "print(gunicorn_hooks.use_multiprocess_metrics(port='18499'))\n"
         "from prometheus_client import values\n"
         "print(values.ValueClass.__name__)\n"
@@ -266,7 +266,7 @@ def test_without_a_directory_the_port_picks_one_before_prometheus_client_loads()
 def test_refuses_to_go_on_once_prometheus_client_has_loaded_without_a_directory() -> None:
     result = _fresh_interpreter(
         "import prometheus_client\n"
-        "from core import gunicorn_hooks\n"
+        "from core.observability import gunicorn_hooks\n"
         "gunicorn_hooks.use_multiprocess_metrics(port='18498')\n"
     )
     assert result.returncode != 0

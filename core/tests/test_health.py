@@ -1,6 +1,6 @@
-"""core.health: liveness answers without touching any dependency; readiness checks the
-real services of `make test`, and each dependency taken away (a refused port, or a port
-that accepts and never answers) changes the answer the way the orchestrator needs."""
+"""core.observability.health: liveness answers without touching any dependency; readiness
+checks the real services of `make test`, and each dependency taken away (a refused port, or
+a port that accepts and never answers) changes the answer the way the orchestrator needs."""
 
 import socket
 from collections.abc import Iterator
@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 import pytest
 from django.test import Client
 
-from core.health import check_database
+from core.observability.health import check_database
 
 
 @pytest.mark.django_db

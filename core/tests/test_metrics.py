@@ -1,4 +1,4 @@
-"""core.metrics: /metrics is served to loopback or token holders only."""
+"""core.observability.metrics: /metrics is served to loopback or token holders only."""
 
 import pytest
 from django.test import Client
@@ -42,7 +42,7 @@ class _Live:
 
 @pytest.fixture
 def live_collector():
-    from core.metrics import register_live_collector, unregister_live_collector
+    from core.observability.metrics import register_live_collector, unregister_live_collector
 
     collector = _Live()
     register_live_collector(collector)

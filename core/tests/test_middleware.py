@@ -1,5 +1,5 @@
-"""core.middleware: oversized bodies are refused before parsing; token-authenticated API
-requests skip the browser session machinery and keep every security header."""
+"""core.http.middleware: oversized bodies are refused before parsing; token-authenticated
+API requests skip the browser session machinery and keep every security header."""
 
 import pytest
 from django.test import Client

@@ -15,8 +15,8 @@ from django.test import Client
 from prometheus_client import REGISTRY
 
 # Imported for what they register: the worker's task metrics, the per-process resources.
-import core.celery_metrics
-import core.resource_metrics  # noqa: F401
+import core.observability.celery_metrics
+import core.observability.resource_metrics  # noqa: F401
 
 ROOT = Path(__file__).resolve().parents[2]
 RULES = ROOT / "deploy/prometheus/userservice-rules.yml"

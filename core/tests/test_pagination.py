@@ -1,9 +1,9 @@
-"""core.pagination: the admin paginator estimates large unfiltered tables."""
+"""core.http.pagination: the admin paginator estimates large unfiltered tables."""
 
 import pytest
 from django.db import connection
 
-from core import pagination
+from core.http import pagination
 from users.models import User
 from users.tests.factories import UserFactory
 

@@ -1,11 +1,11 @@
-"""core.parsers: deeply nested JSON is a 400 `parse_error` on every JSON endpoint."""
+"""core.http.parsers: deeply nested JSON is a 400 `parse_error` on every JSON endpoint."""
 
 from typing import Any
 
 import pytest
 from rest_framework.test import APIClient
 
-from core.parsers import nesting_depth_exceeds
+from core.http.parsers import nesting_depth_exceeds
 from core.tests.test_owasp_api import ID_ROUTES, api_routes, concrete, make_object, view_methods
 from users.models import User
 from users.tests.factories import UserFactory

@@ -1,4 +1,4 @@
-"""The PostgreSQL backend fails fast while a server is unreachable (core/backends/postgresql)."""
+"""The PostgreSQL backend fails fast while a server is unreachable (core/db/backends/postgresql)."""
 
 import copy
 import socket
@@ -8,7 +8,7 @@ from typing import Any, cast
 import pytest
 from django.db import OperationalError, connections
 
-from core.backends.postgresql import base
+from core.db.backends.postgresql import base
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -1,11 +1,11 @@
-"""core.replicas: lag arithmetic, and the probe against the real replica."""
+"""core.db.replicas: lag arithmetic, and the probe against the real replica."""
 
 import os
 import time
 
 import pytest
 
-from core.replicas import ReplicaMonitor, ReplicaState
+from core.db.replicas import ReplicaMonitor, ReplicaState
 from core.tests import replica_control as replica
 
 

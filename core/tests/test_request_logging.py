@@ -1,11 +1,11 @@
-"""core.request_logging: one JSON line per request, and the request id around it."""
+"""core.observability.request_logging: one JSON line per request, and the request id around it."""
 
 import re
 
 import pytest
 from rest_framework.test import APIClient
 
-from core.request_logging import current_request_id, request_id_from
+from core.observability.request_logging import current_request_id, request_id_from
 from users import services
 
 pytestmark = pytest.mark.django_db

@@ -1,4 +1,5 @@
-"""core.request_metrics: each request updates the series the alerts and dashboard read."""
+"""core.observability.request_metrics: each request updates the series the alerts and
+dashboard read."""
 
 import pytest
 from django.test import Client

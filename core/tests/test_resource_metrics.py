@@ -1,4 +1,5 @@
-"""core.resource_metrics: this process's CPU, memory and PostgreSQL connection pools."""
+"""core.observability.resource_metrics: this process's CPU, memory and PostgreSQL connection
+pools."""
 
 import os
 from typing import cast
@@ -8,8 +9,8 @@ from django.db import connections
 from prometheus_client import REGISTRY
 from psycopg_pool import PoolTimeout
 
-from core import resource_metrics
-from core.backends.postgresql.base import DatabaseWrapper
+from core.db.backends.postgresql.base import DatabaseWrapper
+from core.observability import resource_metrics
 
 
 def _value(name: str, **labels: str) -> float | None:

@@ -1,4 +1,4 @@
-"""core.throttling: fixed-window counters in the real Redis of `make test`, in the
+"""core.http.throttling: fixed-window counters in the real Redis of `make test`, in the
 process-local fallback while Redis is down, and in a plain local cache (`make run`)."""
 
 from collections.abc import Callable, Iterator
@@ -12,8 +12,8 @@ from rest_framework.request import Request
 from rest_framework.test import APIClient, APIRequestFactory
 from rest_framework.throttling import BaseThrottle
 
-from core.cache import count_in_window
-from core.throttling import AnonRateThrottle, FixedWindowRateThrottle, UserRateThrottle
+from core.cache.backend import count_in_window
+from core.http.throttling import AnonRateThrottle, FixedWindowRateThrottle, UserRateThrottle
 from users.api.throttles import LoginIPThrottle, SignUpThrottle
 from users.models import User
 

@@ -1,6 +1,6 @@
 """Cursor pagination for the webhook subscription list."""
 
-from core.pagination import StrictCursorPagination
+from core.http.pagination import StrictCursorPagination
 
 
 class WebhookSubscriptionPagination(StrictCursorPagination):

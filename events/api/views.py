@@ -10,7 +10,7 @@ from rest_framework.permissions import IsAdminUser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from core.validation import validated
+from core.http.validation import validated
 from events import selectors, webhooks
 from events.api.pagination import WebhookSubscriptionPagination
 from events.api.serializers import (

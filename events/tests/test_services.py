@@ -15,7 +15,7 @@ from kombu.exceptions import OperationalError
 from rest_framework.test import APIClient
 
 from config.celery import app as celery_app
-from core.broker_probe import broker_queue_stats
+from core.messaging.broker_probe import broker_queue_stats
 from events import services as outbox
 from events.models import HandledEvent, OutboxEvent
 from events.registry import handler_names

@@ -21,7 +21,7 @@ from django.test import override_settings
 from django.utils import timezone
 
 from config.celery import app as celery_app
-from core.broker_probe import broker_queue_stats
+from core.messaging.broker_probe import broker_queue_stats
 from events import signing, webhook_http, webhooks
 from events.models import OutboxEvent, WebhookAttempt, WebhookDelivery, WebhookSubscription
 from events.tasks import deliver_webhooks

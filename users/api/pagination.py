@@ -1,6 +1,6 @@
 """Cursor pagination for the user list."""
 
-from core.pagination import StrictCursorPagination
+from core.http.pagination import StrictCursorPagination
 
 
 class UserCursorPagination(StrictCursorPagination):

@@ -1,11 +1,11 @@
 """Rate limits on the unauthenticated entry points: sign-up and login (per client IP;
 failed logins also back off per email, users.login_throttle). Counted in fixed windows,
-as every API rate limit is (core.throttling)."""
+as every API rate limit is (core.http.throttling)."""
 
 from rest_framework.request import Request
 from rest_framework.views import APIView
 
-from core.throttling import FixedWindowRateThrottle
+from core.http.throttling import FixedWindowRateThrottle
 
 
 class SignUpThrottle(FixedWindowRateThrottle):

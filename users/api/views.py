@@ -24,8 +24,8 @@ from rest_framework.reverse import reverse
 from rest_framework.throttling import BaseThrottle
 from rest_framework.views import APIView
 
-from core.conditional import PerUserCacheHeadersMixin, conditional_response
-from core.validation import validated
+from core.http.conditional import PerUserCacheHeadersMixin, conditional_response
+from core.http.validation import validated
 from users import selectors, services
 from users.api.pagination import UserCursorPagination
 from users.api.permissions import SuperusersChangedOnlyBySuperusers
@@ -48,7 +48,7 @@ from users.models import User
 
 _user_id = OpenApiParameter("id", OpenApiTypes.UUID, OpenApiParameter.PATH)
 
-# Conditional reads (core.conditional): the request header, the response headers, the 304.
+# Conditional reads (core.http.conditional): the request header, the response headers, the 304.
 _CONDITIONAL_PARAMETERS = [
     OpenApiParameter(
         "If-None-Match",
@@ -130,7 +130,7 @@ class UserViewSet(
     and every path through it (the cached read included), who may call it and how often.
 
     The reads (one user, `me`, a page of the list) carry a strong ETag and answer 304 to
-    a current If-None-Match (core.conditional): a user's tag is made from its row's
+    a current If-None-Match (core.http.conditional): a user's tag is made from its row's
     version, which every write increments, a page's from its rows' ids and versions and
     its links.
     """

@@ -81,8 +81,8 @@ def test_only_login_posts_count(throttle_rates: Callable[..., None]) -> None:
 
 
 def test_lockout_holds_with_redis_down(redis_down: None, settings: Any) -> None:
-    # The cache layer falls back to a per-process cache while Redis fails (core.cache):
-    # counting goes on there instead of silently stopping.
+    # The cache layer falls back to a per-process cache while Redis fails
+    # (core.cache.backend): counting goes on there instead of silently stopping.
     settings.LOGIN_FREE_FAILURES_PER_CLIENT = 3
     client = Client()
 

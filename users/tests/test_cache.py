@@ -24,8 +24,8 @@ from knox.models import AuthToken
 from prometheus_client import REGISTRY
 from rest_framework.test import APIClient
 
-from core import db_router
-from core.cache import VersionedCache, redis_guard
+from core.cache.backend import VersionedCache, redis_guard
+from core.db import router as db_router
 from users import cache as users_cache_module
 from users import services as user_services
 from users.api.serializers import UserSerializer

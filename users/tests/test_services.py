@@ -8,7 +8,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from knox.models import AuthToken
 
-from core.exceptions import InvalidCredentials
+from core.http.exceptions import InvalidCredentials
 from events.models import OutboxEvent
 from users import services
 from users.models import User

@@ -1,5 +1,5 @@
-"""Conditional reads of users (core.conditional in users.api.views): ETags, 304s and the
-caching headers, for the writer, another client of the same user and a staff reader
+"""Conditional reads of users (core.http.conditional in users.api.views): ETags, 304s and
+the caching headers, for the writer, another client of the same user and a staff reader
 (real PostgreSQL and Redis of `make test`)."""
 
 from collections.abc import Callable

@@ -12,7 +12,7 @@ from rest_framework.test import APIClient
 from rest_framework.throttling import BaseThrottle
 from rest_framework.views import APIView
 
-from core.throttling import UserRateThrottle
+from core.http.throttling import UserRateThrottle
 from users.api.views import UserViewSet
 from users.models import User
 

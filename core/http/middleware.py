@@ -19,8 +19,8 @@ from django.utils.deprecation import MiddlewareMixin
 from knox.settings import knox_settings
 from rest_framework.authentication import get_authorization_header
 
-from core import db_router
-from core.exceptions import database_unavailable, error_response
+from core.db import router as db_router
+from core.http.exceptions import database_unavailable, error_response
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 # Every view under this prefix is a DRF view whose first authenticator is the token's.

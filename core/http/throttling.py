@@ -4,17 +4,17 @@ DRF's SimpleRateThrottle keeps every request's timestamp in one cache value and 
 rewrites the whole list on each request: at 1,000 requests a minute that is a thousand
 floats pickled twice per request, on every authenticated call. Here each (client, window)
 has one counter that a single atomic increment both updates and reads
-(`core.cache.count_in_window`); what a fixed window gives up is precision at its edges
-(a client can fit up to twice the rate across a window boundary), which a limit against
-abuse can afford. Requests refused still count, so a client that keeps hammering stays
-limited until the window ends.
+(`core.cache.backend.count_in_window`); what a fixed window gives up is precision at its
+edges (a client can fit up to twice the rate across a window boundary), which a limit
+against abuse can afford. Requests refused still count, so a client that keeps hammering
+stays limited until the window ends.
 """
 
 from typing import TYPE_CHECKING
 
 from rest_framework import throttling
 
-from core.cache import count_in_window
+from core.cache.backend import count_in_window
 
 if TYPE_CHECKING:
     # DRF imports this module while rest_framework.views is still loading.

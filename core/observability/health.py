@@ -31,10 +31,10 @@ import redis
 from django.conf import settings
 from django.http import HttpRequest, JsonResponse
 
-from core.broker_probe import broker_ping
-from core.exceptions import error_body, error_response
-from core.metrics import may_scrape
-from core.postgres import probe_conninfo
+from core.db.postgres import probe_conninfo
+from core.http.exceptions import error_body, error_response
+from core.messaging.broker_probe import broker_ping
+from core.observability.metrics import may_scrape
 
 # libpq ignores connect timeouts under 2 seconds; the overall deadline below is shorter.
 _POSTGRES_MIN_CONNECT_TIMEOUT = 2

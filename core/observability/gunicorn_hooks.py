@@ -9,8 +9,8 @@ removed when it exits, so a dead worker's last value stops counting. Counters of
 worker stay: what it served still happened.
 
 gunicorn's config imports this module before it sets the directory, so prometheus_client
-(directly or through core.resource_metrics) is imported only inside the hooks, which run
-after: imported any earlier, it would fix every metric's storage in memory.
+(directly or through core.observability.resource_metrics) is imported only inside the hooks,
+which run after: imported any earlier, it would fix every metric's storage in memory.
 """
 
 import os
@@ -62,7 +62,7 @@ def on_starting(server: Any) -> None:
 
 def post_fork(server: Any, worker: Any) -> None:
     """gunicorn hook, in each new worker: sample its CPU, memory and database pools."""
-    from core import resource_metrics
+    from core.observability import resource_metrics
 
     resource_metrics.start_sampling(process="web")
 

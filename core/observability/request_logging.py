@@ -3,7 +3,7 @@
 The request id comes from a well-formed `X-Request-ID` header (so a proxy or client can
 correlate), else is generated; it is returned in the response's `X-Request-ID` and bound
 in the logging context, so every line logged while serving the request carries it (and
-Celery tasks published meanwhile carry it on: see core.celery_logging).
+Celery tasks published meanwhile carry it on: see core.observability.celery_logging).
 
 Written here rather than with django-structlog: its middleware logs two lines per request
 (started/finished) without the route template or the duration, takes any X-Request-ID as

@@ -10,12 +10,12 @@ from typing import Any
 from celery.signals import before_task_publish, task_postrun, task_prerun
 from django.conf import settings
 
-from core import db_router
+from core.db import router as db_router
 
 PIN_HEADER = "primary_pin_until"
 
 
-@before_task_publish.connect(dispatch_uid="core.celery_routing.carry_pin")
+@before_task_publish.connect(dispatch_uid="core.messaging.celery_routing.carry_pin")
 def carry_pin(headers: dict[str, Any] | None = None, **kwargs: Any) -> None:
     """Put the publishing context's pin, if any, into the task message's headers."""
     remaining = db_router.pin_remaining()
@@ -23,7 +23,7 @@ def carry_pin(headers: dict[str, Any] | None = None, **kwargs: Any) -> None:
         headers.setdefault(PIN_HEADER, time.time() + remaining)
 
 
-@task_prerun.connect(dispatch_uid="core.celery_routing.apply_pin")
+@task_prerun.connect(dispatch_uid="core.messaging.celery_routing.apply_pin")
 def apply_pin(task: Any = None, **kwargs: Any) -> None:
     """In the worker: start each task unpinned, then apply the pin its message carried."""
     if task is None or task.request.is_eager:
@@ -36,7 +36,7 @@ def apply_pin(task: Any = None, **kwargs: Any) -> None:
         db_router.pin_reads_to_primary(min(deadline - time.time(), settings.REPLICA_PIN_SECONDS))
 
 
-@task_postrun.connect(dispatch_uid="core.celery_routing.clear_pin")
+@task_postrun.connect(dispatch_uid="core.messaging.celery_routing.clear_pin")
 def clear_pin(task: Any = None, **kwargs: Any) -> None:
     """In the worker: the next task on this thread starts with no pin."""
     if task is not None and not task.request.is_eager:

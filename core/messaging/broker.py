@@ -13,7 +13,7 @@ from typing import Any
 from kombu.transport import TRANSPORT_ALIASES
 from kombu.transport import redis as kombu_redis
 
-TRANSPORT = "core.broker:Transport"
+TRANSPORT = "core.messaging.broker:Transport"
 
 
 class Channel(kombu_redis.Channel):

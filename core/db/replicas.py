@@ -24,7 +24,7 @@ from django.conf import settings
 from django.db import connections
 from prometheus_client import Counter, Gauge
 
-from core.postgres import probe_conninfo
+from core.db.postgres import probe_conninfo
 
 logger = logging.getLogger(__name__)
 

@@ -26,7 +26,7 @@ from django_prometheus.db.backends.postgresql.base import (
 )
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from core.postgres import probe_conninfo
+from core.db.postgres import probe_conninfo
 
 PROBE_INTERVAL_SECONDS = 1.0
 # libpq's smallest connect timeout; a refused connection fails at once anyway.

@@ -2,7 +2,7 @@
 
 drf-spectacular describes only the success response of an operation. Clients (and the
 Schemathesis run in core/tests/test_api_fuzz.py) need the errors too, in the one shape of
-core/exceptions.py, so each operation here also lists the error statuses that its
+core/http/exceptions.py, so each operation here also lists the error statuses that its
 authentication, permissions, throttles, parameters and request body can produce.
 """
 
@@ -16,8 +16,8 @@ from rest_framework.permissions import AllowAny, IsAuthenticated
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
-# Every 4xx and 5xx body (core.exceptions.error_body). Written out rather than declared as
-# a serializer: a serializer cannot have a field named `fields`.
+# Every 4xx and 5xx body (core.http.exceptions.error_body). Written out rather than declared
+# as a serializer: a serializer cannot have a field named `fields`.
 ERROR_COMPONENT = ResolvedComponent(
     name="Error",
     type=ResolvedComponent.SCHEMA,

@@ -1,12 +1,13 @@
 """CPU, memory and database connection pools of every web and worker process.
 
 Under gunicorn and the prefork Celery pool a scrape reads only what the processes wrote to
-their multiprocess files (core/gunicorn_hooks.py, core/celery_metrics.py); prometheus_client's
-process collector, which reads the scraping process's own /proc entry, is not part of it.
-So each process samples itself on a timer thread and writes "liveall" gauges: one series
-per live process (prometheus_client adds its `pid` label), dropped when the process exits,
-so both the sum over processes and the worst one can be read. Outside multiprocess mode
-the same gauges are plain gauges of the one process.
+their multiprocess files (core/observability/gunicorn_hooks.py,
+core/observability/celery_metrics.py); prometheus_client's process collector, which reads
+the scraping process's own /proc entry, is not part of it. So each process samples itself on
+a timer thread and writes "liveall" gauges: one series per live process (prometheus_client
+adds its `pid` label), dropped when the process exits, so both the sum over processes and
+the worst one can be read. Outside multiprocess mode the same gauges are plain gauges of the
+one process.
 
 Pools are only looked at, never opened: a process that has not touched a database reports
 no pool for it.
@@ -20,7 +21,7 @@ import time
 from django.conf import settings
 from prometheus_client import Counter, Gauge
 
-from core.backends.postgresql.base import DatabaseWrapper
+from core.db.backends.postgresql.base import DatabaseWrapper
 
 logger = logging.getLogger(__name__)
 
@@ -105,7 +106,7 @@ def sample(*, process: str) -> None:
         POOL_MAX_CONNECTIONS.labels(alias).set(pool.max_size)
         POOL_WAITING.labels(alias).set(stats.get("requests_waiting", 0))
         errors = stats.get("requests_errors", 0)
-        # A replaced pool (core/backends/postgresql) starts counting from zero again.
+        # A replaced pool (core/db/backends/postgresql) starts counting from zero again.
         new_errors = errors - _pool_errors_seen.get(alias, 0)
         POOL_TIMEOUTS.labels(alias).inc(new_errors if new_errors >= 0 else errors)
         _pool_errors_seen[alias] = errors

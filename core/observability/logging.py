@@ -123,7 +123,7 @@ def logging_config(*, level: str, log_format: str) -> dict[str, Any]:
 
     `log_format` is "json" (one object a line) or "console" (readable, for development).
     """
-    formatter = {"()": "core.structured_logging.make_formatter", "log_format": log_format}
+    formatter = {"()": "core.observability.logging.make_formatter", "log_format": log_format}
     handler = {"class": "logging.StreamHandler", "formatter": "structured"}
     return {
         "version": 1,
@@ -134,7 +134,8 @@ def logging_config(*, level: str, log_format: str) -> dict[str, Any]:
         "loggers": {
             # Django's own handlers would print records a second time, unformatted.
             "django": {"handlers": ["console"], "level": level, "propagate": False},
-            # runserver's access lines duplicate core.request_logging's; keep its errors.
+            # runserver's access lines duplicate core.observability.request_logging's; keep
+            # its errors.
             "django.server": {"handlers": ["console"], "level": "ERROR", "propagate": False},
         },
     }

@@ -1,11 +1,11 @@
-"""core.structured_logging: one formatter for every logger, credentials never rendered."""
+"""core.observability.logging: one formatter for every logger, credentials never rendered."""
 
 import logging
 
 import pytest
 import structlog
 
-from core.structured_logging import REDACTED, logging_config, make_formatter, redact, redact_text
+from core.observability.logging import REDACTED, logging_config, make_formatter, redact, redact_text
 
 
 @pytest.mark.parametrize(

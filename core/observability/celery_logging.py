@@ -17,7 +17,7 @@ from celery.signals import before_task_publish, setup_logging, task_postrun, tas
 REQUEST_ID_HEADER = "request_id"
 
 
-@setup_logging.connect(dispatch_uid="core.celery_logging.use_django_logging")
+@setup_logging.connect(dispatch_uid="core.observability.celery_logging.use_django_logging")
 def use_django_logging(**kwargs: Any) -> None:
     """The worker logs through settings.LOGGING, like the web server.
 
@@ -29,7 +29,7 @@ def use_django_logging(**kwargs: Any) -> None:
     logging.config.dictConfig(settings.LOGGING)
 
 
-@before_task_publish.connect(dispatch_uid="core.celery_logging.carry_request_id")
+@before_task_publish.connect(dispatch_uid="core.observability.celery_logging.carry_request_id")
 def carry_request_id(headers: dict[str, Any] | None = None, **kwargs: Any) -> None:
     """Put the current request id into the outgoing task message's headers."""
     request_id = structlog.contextvars.get_contextvars().get("request_id")
@@ -37,7 +37,7 @@ def carry_request_id(headers: dict[str, Any] | None = None, **kwargs: Any) -> No
         headers.setdefault(REQUEST_ID_HEADER, request_id)
 
 
-@task_prerun.connect(dispatch_uid="core.celery_logging.bind_task_context")
+@task_prerun.connect(dispatch_uid="core.observability.celery_logging.bind_task_context")
 def bind_task_context(task_id: str | None = None, task: Any = None, **kwargs: Any) -> None:
     """In the worker: bind the message's request id, the task name and id for its logs."""
     if task is None or task.request.is_eager:
@@ -50,7 +50,7 @@ def bind_task_context(task_id: str | None = None, task: Any = None, **kwargs: An
     )
 
 
-@task_postrun.connect(dispatch_uid="core.celery_logging.clear_task_context")
+@task_postrun.connect(dispatch_uid="core.observability.celery_logging.clear_task_context")
 def clear_task_context(task: Any = None, **kwargs: Any) -> None:
     """In the worker: the next task starts with a clean logging context."""
     if task is not None and not task.request.is_eager:

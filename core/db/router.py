@@ -2,13 +2,13 @@
 replica could answer with data older than what the client has already seen.
 
 Reads go to the primary when
-- no replica is configured, or none is admitted (see core.replicas);
+- no replica is configured, or none is admitted (see core.db.replicas);
 - the primary connection is inside a transaction (a transaction sees its own writes);
 - this context wrote recently: every write pins the context's reads to the primary for
   REPLICA_PIN_SECONDS (read-your-writes within a request, a task or a script);
-- the client wrote recently: core.middleware.ReplicaPinMiddleware carries the pin between
-  requests in a signed cookie, a response header the client echoes, or the user's record
-  in the cache;
+- the client wrote recently: core.http.middleware.ReplicaPinMiddleware carries the pin
+  between requests in a signed cookie, a response header the client echoes, or the user's
+  record in the cache;
 - code runs inside `use_primary()` (authentication, event handlers).
 
 The routing state lives in context variables rather than thread-locals, so each request,
@@ -28,11 +28,13 @@ from django.core.cache import cache
 from django.db import connections
 from prometheus_client import Counter
 
-from core.replicas import ReplicaMonitor
+from core.db.replicas import ReplicaMonitor
 
 PRIMARY = "default"
 PIN_COOKIE = "primary_pin"
 PIN_HEADER = "X-Primary-Pin"
+# The module's old name, kept: a pin signed by the running release must stay
+# readable by the next one while both serve during a deploy.
 _PIN_SIGNER_SALT = "core.db_router.pin"
 # Sessions are read on every request and written at login; a lagging copy would log
 # people out, so they are never read from a replica.

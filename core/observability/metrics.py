@@ -3,10 +3,10 @@
 With METRICS_TOKEN set, a scrape needs `Authorization: Bearer <token>`. Without it, only
 clients on the loopback interface that did not come through a proxy may scrape.
 
-Under gunicorn (PROMETHEUS_MULTIPROC_DIR set, see core/gunicorn_hooks.py) a scrape sums
-every worker's counters, gauges and histograms from their files. Collectors that read
-shared state when scraped (the outbox backlog, from the database) are not in those files:
-register them with `register_live_collector` so they are scraped in both modes.
+Under gunicorn (PROMETHEUS_MULTIPROC_DIR set, see core/observability/gunicorn_hooks.py) a
+scrape sums every worker's counters, gauges and histograms from their files. Collectors that
+read shared state when scraped (the outbox backlog, from the database) are not in those
+files: register them with `register_live_collector` so they are scraped in both modes.
 django-prometheus's export view builds the multiprocess registry without them, hence the
 few lines of export here.
 """
@@ -21,7 +21,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, 
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
-from core.exceptions import error_response
+from core.http.exceptions import error_response
 
 _live_collectors: list[Collector] = []
 

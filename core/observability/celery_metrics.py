@@ -28,7 +28,7 @@ from celery.signals import (
 )
 from prometheus_client import Counter, Gauge, Histogram, multiprocess, start_http_server
 
-from core import resource_metrics
+from core.observability import resource_metrics
 
 logger = logging.getLogger(__name__)
 
@@ -43,8 +43,8 @@ RUNTIME = Histogram(
     ["task"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300),
 )
-# The broker's queue depth (core.broker) over this gives the backlog per worker, which
-# workers scale on. Reported by the workers themselves, because Redis cannot tell who
+# The broker's queue depth (core.messaging.broker) over this gives the backlog per worker,
+# which workers scale on. Reported by the workers themselves, because Redis cannot tell who
 # waits on a queue; each running worker counts 1 for each queue it reads.
 CONSUMERS = Gauge(
     "celery_queue_consumers",
@@ -62,35 +62,35 @@ def _multiproc_dir() -> str | None:
     return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
 
 
-@task_prerun.connect(dispatch_uid="core.celery_metrics.started")
+@task_prerun.connect(dispatch_uid="core.observability.celery_metrics.started")
 def _on_prerun(task_id: str | None = None, **kwargs: Any) -> None:
     if task_id is not None:
         _started[task_id] = time.monotonic()
 
 
-@task_postrun.connect(dispatch_uid="core.celery_metrics.finished")
+@task_postrun.connect(dispatch_uid="core.observability.celery_metrics.finished")
 def _on_postrun(task_id: str | None = None, task: Any = None, **kwargs: Any) -> None:
     started = _started.pop(task_id, None) if task_id is not None else None
     if started is not None and task is not None:
         RUNTIME.labels(task.name).observe(time.monotonic() - started)
 
 
-@task_success.connect(dispatch_uid="core.celery_metrics.succeeded")
+@task_success.connect(dispatch_uid="core.observability.celery_metrics.succeeded")
 def _on_success(sender: Any = None, **kwargs: Any) -> None:
     TASKS.labels(sender.name, "succeeded").inc()
 
 
-@task_failure.connect(dispatch_uid="core.celery_metrics.failed")
+@task_failure.connect(dispatch_uid="core.observability.celery_metrics.failed")
 def _on_failure(sender: Any = None, **kwargs: Any) -> None:
     TASKS.labels(sender.name, "failed").inc()
 
 
-@task_retry.connect(dispatch_uid="core.celery_metrics.retried")
+@task_retry.connect(dispatch_uid="core.observability.celery_metrics.retried")
 def _on_retry(sender: Any = None, **kwargs: Any) -> None:
     TASKS.labels(sender.name, "retried").inc()
 
 
-@worker_init.connect(dispatch_uid="core.celery_metrics.clean")
+@worker_init.connect(dispatch_uid="core.observability.celery_metrics.clean")
 def _on_worker_init(**kwargs: Any) -> None:
     # Before the pool forks: figures of a previous run must not be added in.
     directory = _multiproc_dir()
@@ -100,7 +100,7 @@ def _on_worker_init(**kwargs: Any) -> None:
             stale.unlink()
 
 
-@worker_ready.connect(dispatch_uid="core.celery_metrics.serve")
+@worker_ready.connect(dispatch_uid="core.observability.celery_metrics.serve")
 def _on_worker_ready(sender: Any = None, **kwargs: Any) -> None:
     # The main process, which with the solo or threads pool also runs the tasks.
     if sender is not None:
@@ -110,12 +110,12 @@ def _on_worker_ready(sender: Any = None, **kwargs: Any) -> None:
     start_metrics_server()
 
 
-@worker_process_init.connect(dispatch_uid="core.celery_metrics.child_started")
+@worker_process_init.connect(dispatch_uid="core.observability.celery_metrics.child_started")
 def _on_child_started(**kwargs: Any) -> None:
     resource_metrics.start_sampling(process="worker")
 
 
-@worker_process_shutdown.connect(dispatch_uid="core.celery_metrics.child_exit")
+@worker_process_shutdown.connect(dispatch_uid="core.observability.celery_metrics.child_exit")
 def _on_child_shutdown(pid: int | None = None, **kwargs: Any) -> None:
     if _multiproc_dir():
         multiprocess.mark_process_dead(pid or os.getpid())
@@ -127,7 +127,7 @@ def start_metrics_server() -> tuple[WSGIServer, Thread] | None:
     from django.conf import settings
 
     # Imported here: this module loads with config.celery, before Django's apps are ready.
-    from core.metrics import scrape_registry
+    from core.observability.metrics import scrape_registry
 
     if _server is not None or not settings.CELERY_METRICS_PORT:
         return _server
