@@ -16,6 +16,7 @@ import random
 import threading
 import time
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -72,13 +73,15 @@ class ReplicaMonitor:
     treated as too much.
     """
 
-    def __init__(self, aliases: list[str] | None = None) -> None:
+    def __init__(self, aliases: list[str] | None = None, *, background: bool = True) -> None:
         # None: the configured replicas, read on first use. The monitor is built when its
         # module is imported, which may happen before settings can load (and then must
-        # not be what fails).
+        # not be what fails). Without `background` nothing probes on its own: the caller
+        # measures with check_now() or states what it measured with record().
         self._aliases = None if aliases is None else list(aliases)
+        self._background = background
         self._states: dict[str, ReplicaState] = {}
-        # (monotonic time, primary WAL position) at recent probes; see `_lag`.
+        # (monotonic time, primary WAL position) at recent probes; see `lag_bound`.
         self._primary_positions: deque[tuple[float, int]] = deque(maxlen=64)
         self._lock = threading.Lock()
         self._wake = threading.Event()
@@ -136,7 +139,7 @@ class ReplicaMonitor:
         if primary_position is not None:
             self._primary_positions.append((time.monotonic(), primary_position))
         for alias in self.aliases:
-            self._record(alias, self._probe(alias, primary_position))
+            self.record(alias, self._probe(alias, primary_position))
 
     def _probe(self, alias: str, primary_position: int | None) -> ReplicaState:
         try:
@@ -155,41 +158,19 @@ class ReplicaMonitor:
             return ReplicaState(reachable=False, checked_at=time.monotonic())
         return ReplicaState(
             reachable=True,
-            lag_seconds=self._lag(alias, primary_position, replay_position, replay_age),
+            lag_seconds=lag_bound(
+                primary_position=primary_position,
+                replay_position=replay_position,
+                replay_age=replay_age,
+                primary_history=list(self._primary_positions),
+                last_lag=self.state(alias).lag_seconds,
+                now=time.monotonic(),
+            ),
             checked_at=time.monotonic(),
         )
 
-    def _lag(
-        self,
-        alias: str,
-        primary_position: int | None,
-        replay_position: int | None,
-        replay_age: float | None,
-    ) -> float:
-        """An upper bound on how old the oldest write missing on the replica is."""
-        if primary_position is None:
-            # The primary is unreachable, so nothing new is being written: the replica
-            # cannot fall further behind than when it was last measured.
-            return self.state(alias).lag_seconds
-        if replay_position is None:
-            return float("inf")
-        if replay_position >= primary_position:
-            # Everything the primary has written is replayed. The replay timestamp ages
-            # while the primary is idle, so on its own it would report a lag that is not there.
-            return 0.0
-        # Two upper bounds, take the tighter. The age of the last replayed commit overstates
-        # lag after an idle spell; the last probe at which the primary had written no more
-        # than the replica has replayed bounds it from the primary's side.
-        bounds = [replay_age] if replay_age is not None else []
-        now = time.monotonic()
-        bounds += [
-            now - seen_at
-            for seen_at, position in self._primary_positions
-            if position <= replay_position
-        ]
-        return max(min(bounds), 0.0) if bounds else float("inf")
-
-    def _record(self, alias: str, state: ReplicaState) -> None:
+    def record(self, alias: str, state: ReplicaState) -> None:
+        """What a probe measured of one replica: the router's answer from now on."""
         with self._lock:
             self._states[alias] = state
         REPLICA_UP.labels(alias).set(1 if state.admitted(settings.REPLICA_MAX_LAG_SECONDS) else 0)
@@ -198,7 +179,7 @@ class ReplicaMonitor:
     def _ensure_probing(self) -> None:
         # One thread per process; gunicorn forks workers after import, and a thread does
         # not survive a fork, so each process starts its own on first use.
-        if self._probe_pid == os.getpid() or not self.aliases:
+        if not self._background or self._probe_pid == os.getpid() or not self.aliases:
             return
         with self._lock:
             if self._probe_pid == os.getpid():
@@ -242,3 +223,37 @@ def _primary_wal_position() -> int | None:
         logger.warning("primary probe failed: %s", exc)
         return None
     return int(row[0]) if row else None
+
+
+def lag_bound(
+    *,
+    primary_position: int | None,
+    replay_position: int | None,
+    replay_age: float | None,
+    primary_history: Iterable[tuple[float, int]],
+    last_lag: float,
+    now: float,
+) -> float:
+    """An upper bound, in seconds, on how old the oldest write missing on a replica is.
+
+    `primary_history` holds (monotonic time, primary WAL position) at recent probes;
+    `last_lag` is the replica's previous measure, `now` the monotonic time.
+    """
+    if primary_position is None:
+        # The primary is unreachable, so nothing new is being written: the replica
+        # cannot fall further behind than when it was last measured.
+        return last_lag
+    if replay_position is None:
+        return float("inf")
+    if replay_position >= primary_position:
+        # Everything the primary has written is replayed. The replay timestamp ages
+        # while the primary is idle, so on its own it would report a lag that is not there.
+        return 0.0
+    # Two upper bounds, take the tighter. The age of the last replayed commit overstates
+    # lag after an idle spell; the last probe at which the primary had written no more
+    # than the replica has replayed bounds it from the primary's side.
+    bounds = [replay_age] if replay_age is not None else []
+    bounds += [
+        now - seen_at for seen_at, position in primary_history if position <= replay_position
+    ]
+    return max(min(bounds), 0.0) if bounds else float("inf")

@@ -1,44 +1,51 @@
 """core.db.replicas: lag arithmetic, and the probe against the real replica."""
 
-import os
 import time
 
 import pytest
 
-from core.db.replicas import ReplicaMonitor, ReplicaState
+from core.db.replicas import ReplicaMonitor, ReplicaState, lag_bound
 from core.tests import replica_control as replica
 
 
-def monitor_with_history(*positions: tuple[float, int]) -> ReplicaMonitor:
-    monitor = ReplicaMonitor(["replica_0"])
-    monitor._primary_positions.extend(positions)
-    return monitor
+def lag(
+    primary_position: int | None,
+    replay_position: int | None,
+    *,
+    replay_age: float | None,
+    history: tuple[tuple[float, int], ...] = (),
+    last_lag: float = 0.0,
+    now: float = 1000.0,
+) -> float:
+    return lag_bound(
+        primary_position=primary_position,
+        replay_position=replay_position,
+        replay_age=replay_age,
+        primary_history=history,
+        last_lag=last_lag,
+        now=now,
+    )
 
 
-class TestLag:
+class TestLagBound:
     def test_caught_up_is_zero_however_old_the_last_replayed_commit(self) -> None:
-        monitor = monitor_with_history()
-        assert monitor._lag("replica_0", 500, 500, replay_age=3600.0) == 0.0
-        assert monitor._lag("replica_0", 500, 600, replay_age=3600.0) == 0.0
+        assert lag(500, 500, replay_age=3600.0) == 0.0
+        assert lag(500, 600, replay_age=3600.0) == 0.0
 
     def test_behind_takes_the_tighter_of_the_two_bounds(self) -> None:
-        now = time.monotonic()
-        monitor = monitor_with_history((now - 30, 100), (now - 2, 400), (now - 1, 500))
+        history = ((970.0, 100), (998.0, 400), (999.0, 500))
         # Replayed up to 400: the primary was there 2 s ago; the last replayed commit is
         # an hour old only because the primary had been idle before.
-        assert monitor._lag("replica_0", 500, 400, replay_age=3600.0) == pytest.approx(2, abs=0.5)
+        assert lag(500, 400, replay_age=3600.0, history=history) == 2.0
         # A recent replayed commit is the tighter bound.
-        assert monitor._lag("replica_0", 500, 400, replay_age=0.5) == pytest.approx(0.5)
+        assert lag(500, 400, replay_age=0.5, history=history) == 0.5
 
     def test_unknown_is_too_much(self) -> None:
-        monitor = monitor_with_history()
-        assert monitor._lag("replica_0", 500, None, replay_age=None) == float("inf")
-        assert monitor._lag("replica_0", 500, 400, replay_age=None) == float("inf")
+        assert lag(500, None, replay_age=None) == float("inf")
+        assert lag(500, 400, replay_age=None) == float("inf")
 
     def test_primary_unreachable_keeps_the_last_measure(self) -> None:
-        monitor = monitor_with_history()
-        monitor._record("replica_0", ReplicaState(reachable=True, lag_seconds=1.5))
-        assert monitor._lag("replica_0", None, 400, replay_age=99.0) == 1.5
+        assert lag(None, 400, replay_age=99.0, last_lag=1.5) == 1.5
 
 
 def test_unprobed_replicas_are_not_admitted() -> None:
@@ -92,13 +99,12 @@ def probed_lag(monitor: ReplicaMonitor) -> float:
 
 
 def test_a_stale_measure_stops_counting(settings) -> None:
-    monitor = ReplicaMonitor(["replica_0"])
-    monitor._probe_pid = os.getpid()  # as if probing: this test sets the measures itself
+    monitor = ReplicaMonitor(["replica_0"], background=False)  # the test states the measures
     fresh = ReplicaState(reachable=True, lag_seconds=0.0, checked_at=time.monotonic())
-    monitor._record("replica_0", fresh)
+    monitor.record("replica_0", fresh)
     assert monitor.readable() == ["replica_0"]
 
     # The probe is stuck on a hung server: its last verdict ages past three intervals.
     stale_at = time.monotonic() - 4 * settings.REPLICA_CHECK_INTERVAL
-    monitor._record("replica_0", ReplicaState(reachable=True, lag_seconds=0.0, checked_at=stale_at))
+    monitor.record("replica_0", ReplicaState(reachable=True, lag_seconds=0.0, checked_at=stale_at))
     assert monitor.readable() == []

@@ -18,6 +18,7 @@ trial is a direct connection and success replaces the pool. docs/reliability.md
 
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import psycopg
@@ -32,9 +33,39 @@ PROBE_INTERVAL_SECONDS = 1.0
 # libpq's smallest connect timeout; a refused connection fails at once anyway.
 PROBE_CONNECT_TIMEOUT = 2
 
-_lock = threading.Lock()
-# Alias -> monotonic time before which it is not probed again.
-_unreachable_until: dict[str, float] = {}
+
+class Outages:
+    """The aliases this process found unreachable, and when each may next be probed.
+
+    One for the process: each thread has a DatabaseWrapper of its own, and what one
+    learns of a server spares the others the wait. `clock` is monotonic seconds.
+    """
+
+    def __init__(
+        self, *, probe_interval: float, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.probe_interval = probe_interval
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._next_probe: dict[str, float] = {}
+
+    def next_probe(self, alias: str) -> float | None:
+        """When `alias` may be probed again; None while it is not known to be down."""
+        with self._lock:
+            return self._next_probe.get(alias)
+
+    def mark_down(self, alias: str) -> None:
+        """`alias` did not answer: fail its connections at once for one probe interval."""
+        with self._lock:
+            self._next_probe[alias] = self.clock() + self.probe_interval
+
+    def mark_up(self, alias: str) -> None:
+        """`alias` answered: its connections go to the pool again."""
+        with self._lock:
+            self._next_probe.pop(alias, None)
+
+
+OUTAGES = Outages(probe_interval=PROBE_INTERVAL_SECONDS)
 
 
 class DatabaseWrapper(PrometheusDatabaseWrapper):
@@ -53,31 +84,25 @@ class DatabaseWrapper(PrometheusDatabaseWrapper):
         """Borrow from the pool, unless the server was found unreachable and still is."""
         if self.pool is None:
             return super().get_new_connection(conn_params)
-        with _lock:
-            until = _unreachable_until.get(self.alias)
-        if until is not None:
-            if time.monotonic() < until:
+        next_probe = OUTAGES.next_probe(self.alias)
+        if next_probe is not None:
+            if OUTAGES.clock() < next_probe:
                 raise psycopg.OperationalError(f"{self.alias} is unreachable")
             if not self._server_answers():
                 # The next probe one interval from now, however often this is asked.
-                self._mark_unreachable()
+                OUTAGES.mark_down(self.alias)
                 raise psycopg.OperationalError(f"{self.alias} is unreachable")
             # Back: the old pool may be waiting out its reconnection backoff.
             self.close_pool()
-            with _lock:
-                _unreachable_until.pop(self.alias, None)
+            OUTAGES.mark_up(self.alias)
         try:
             return super().get_new_connection(conn_params)
         except PoolTimeout:
             # A full pool timed out because every connection is in use: that is load, not
             # an outage. Below its size, the pool could not connect.
             if self.pool.get_stats().get("pool_size", 0) < self.pool.max_size:
-                self._mark_unreachable()
+                OUTAGES.mark_down(self.alias)
             raise
-
-    def _mark_unreachable(self) -> None:
-        with _lock:
-            _unreachable_until[self.alias] = time.monotonic() + PROBE_INTERVAL_SECONDS
 
     def _server_answers(self) -> bool:
         conninfo = probe_conninfo(
