@@ -162,7 +162,7 @@ class ReplicaMonitor:
                 primary_position=primary_position,
                 replay_position=replay_position,
                 replay_age=replay_age,
-                primary_history=list(self._primary_positions),
+                primary_history=self._primary_positions,
                 last_lag=self.state(alias).lag_seconds,
                 now=time.monotonic(),
             ),
